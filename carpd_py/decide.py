@@ -1,0 +1,333 @@
+"""The decision step: pure, like h11's state machine. No trio, no clock, no subprocess.
+
+`decide(policy, memory, inputs)` returns the new memory and the effects to carry out, in order.
+The shell persists the new memory durably BEFORE it runs any command among the effects, and
+reports each command that succeeded back through `confirm_*`, which only updates `seen`.
+
+The rule, in one place:
+
+* The node is demoted while any reason holds: `sync`, `upstream:<name>`, `maintenance`.
+* It is demoted on the edge where the first reason appears, and restored when no reason
+  holds, every check is up (has met its rise count) and `hold_down` seconds have passed since
+  the demotion. Nothing is decided until every check has its first verdict.
+* Per vhid (method advskew) carpd-py keeps the operator's `baseline`, the `target` it wants on
+  the host, and what it last `seen` there. A host value that differs from both `seen` and
+  `target` was changed by hand: it becomes the baseline, and if carpd-py was holding that vhid
+  demoted it lets go until the next demotion edge. It never fights a hand change.
+* Per group (method carpdemote) carpd-py keeps its own `share` of the counter and changes the
+  counter only by that share.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from types import MappingProxyType
+from typing import Literal
+
+from .hysteresis import Check
+
+VhidKey = tuple[str, int]  # (interface, vhid)
+
+MAINTENANCE = "maintenance"
+
+
+@dataclass(frozen=True)
+class Policy:
+    """The parts of the config the decision depends on."""
+
+    method: Literal["advskew", "carpdemote"] = "advskew"
+    advskew: int = 240
+    carpdemote: int = 50
+    group: str = "carp"
+    hold_down: float = 10.0
+
+
+@dataclass(frozen=True)
+class VhidRecord:
+    baseline: int  # the operator's advskew, restored on recovery
+    target: int  # what carpd-py wants on the host now
+    seen: int | None  # what carpd-py last saw (or set) on the host; None: not seen since boot
+
+
+def vhid_map(m: Mapping[VhidKey, VhidRecord] | None = None) -> Mapping[VhidKey, VhidRecord]:
+    return MappingProxyType(dict(m or {}))
+
+
+@dataclass(frozen=True)
+class Memory:
+    """All that carpd-py must remember, across restarts too (see state.py)."""
+
+    demoted: bool = False
+    since: float | None = None  # wall-clock time the demotion was applied
+    reasons: tuple[str, ...] = ()  # the reasons in force, sorted
+    maintenance: bool = False
+    vhids: Mapping[VhidKey, VhidRecord] = field(default_factory=vhid_map)
+    refused: frozenset[VhidKey] = frozenset()  # look demoted already, with no record: unmanaged
+    share: int = 0  # carpdemote: our share now in the group counter
+    share_target: int = 0  # carpdemote: the share we want there
+    share_counter_before: int | None = None  # the counter just before our last change
+
+
+@dataclass(frozen=True)
+class Inputs:
+    checks: Mapping[str, Check]  # "sync", "upstream:<name>"
+    now: float  # wall-clock seconds
+    advskews: Mapping[VhidKey, int] | None  # managed vhids on the host; None: the read failed
+    counter: int | None = None  # demote counter of policy.group; None: not read
+
+
+# --- effects ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Demote:
+    reasons: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Restore:
+    after: float  # seconds the node was demoted
+
+
+@dataclass(frozen=True)
+class ReasonsChanged:
+    before: tuple[str, ...]
+    after: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Adopt:
+    """A hand change of an advskew, adopted as the baseline."""
+
+    key: VhidKey
+    before: int
+    after: int
+    released: bool  # carpd-py was holding this vhid demoted and let go
+
+
+@dataclass(frozen=True)
+class Refuse:
+    """A vhid with no record that already looks demoted: left unmanaged."""
+
+    key: VhidKey
+    advskew: int
+
+
+@dataclass(frozen=True)
+class Manage:
+    """A vhid taken under management, or managed again after the admin fixed it."""
+
+    key: VhidKey
+    baseline: int
+
+
+@dataclass(frozen=True)
+class SetAdvskew:
+    interface: str
+    skews: Mapping[int, int]  # vhid -> advskew
+
+
+@dataclass(frozen=True)
+class CarpDemote:
+    group: str
+    delta: int
+
+
+@dataclass(frozen=True)
+class ShareAdopted:
+    """The group counter holds less than our share: someone took it away; we adopt that."""
+
+    group: str
+    before: int
+    after: int
+
+
+Effect = (
+    Demote
+    | Restore
+    | ReasonsChanged
+    | Adopt
+    | Refuse
+    | Manage
+    | SetAdvskew
+    | CarpDemote
+    | ShareAdopted
+)
+COMMANDS = (SetAdvskew, CarpDemote)
+
+
+# --- the rule -----------------------------------------------------------------------------
+
+
+def reasons_for(checks: Mapping[str, Check], maintenance: bool) -> tuple[str, ...]:
+    """The reasons that hold: every check that is down, and maintenance."""
+    found = [name for name, c in checks.items() if c.up is False]
+    if maintenance:
+        found.append(MAINTENANCE)
+    return tuple(sorted(found))
+
+
+def ready(checks: Mapping[str, Check]) -> bool:
+    """Every check has its first verdict."""
+    return all(c.up is not None for c in checks.values())
+
+
+def may_restore(policy: Policy, memory: Memory, inputs: Inputs) -> bool:
+    """No reason holds and the hold-down has passed. Called only when `ready`: then no
+    check down means every check up, i.e. every check has met its rise count."""
+    if reasons_for(inputs.checks, memory.maintenance):
+        return False
+    return memory.since is None or inputs.now - memory.since >= policy.hold_down
+
+
+def decide(policy: Policy, memory: Memory, inputs: Inputs) -> tuple[Memory, tuple[Effect, ...]]:
+    effects: list[Effect] = []
+    mem = memory
+    if policy.method == "advskew" and inputs.advskews is not None:
+        mem = _observe_vhids(policy, mem, inputs.advskews, effects)
+    if policy.method == "carpdemote" and inputs.counter is not None:
+        mem = _observe_share(policy, mem, inputs.counter, effects)
+
+    reasons = reasons_for(inputs.checks, mem.maintenance)
+    if ready(inputs.checks):
+        if not mem.demoted and reasons:
+            mem = replace(mem, demoted=True, since=inputs.now, reasons=reasons)
+            mem = _hold(policy, mem)
+            effects.append(Demote(reasons))
+        elif mem.demoted and may_restore(policy, mem, inputs):
+            after = inputs.now - mem.since if mem.since is not None else 0.0
+            mem = replace(mem, demoted=False, since=None, reasons=())
+            mem = release(policy, mem)
+            effects.append(Restore(after))
+        elif mem.demoted and reasons != mem.reasons:
+            effects.append(ReasonsChanged(mem.reasons, reasons))
+            mem = replace(mem, reasons=reasons)
+
+    effects.extend(commands(policy, mem, inputs))
+    return mem, tuple(effects)
+
+
+# --- advskew: per-vhid bookkeeping --------------------------------------------------------
+
+
+def _observe_vhids(
+    policy: Policy, mem: Memory, advskews: Mapping[VhidKey, int], effects: list[Effect]
+) -> Memory:
+    vhids = dict(mem.vhids)
+    refused = set(mem.refused)
+    for key, value in advskews.items():
+        rec = vhids.get(key)
+        if rec is None:
+            if value >= policy.advskew:
+                if key not in refused:
+                    refused.add(key)
+                    effects.append(Refuse(key, value))
+                continue
+            refused.discard(key)
+            # A vhid that appears while the node is demoted is demoted with the others.
+            target = policy.advskew if mem.demoted else value
+            vhids[key] = VhidRecord(baseline=value, target=target, seen=value)
+            effects.append(Manage(key, value))
+        elif value == rec.target:
+            if rec.seen != value:
+                vhids[key] = replace(rec, seen=value)
+        elif rec.seen is None and value >= policy.advskew:
+            # Not seen since boot and it looks demoted: not by us. Restore the baseline.
+            vhids[key] = replace(rec, target=rec.baseline, seen=value)
+        elif value != rec.seen:
+            held = rec.target != rec.baseline
+            vhids[key] = VhidRecord(baseline=value, target=value, seen=value)
+            effects.append(Adopt(key, rec.baseline, value, released=held))
+    return replace(mem, vhids=vhid_map(vhids), refused=frozenset(refused))
+
+
+def _hold(policy: Policy, mem: Memory) -> Memory:
+    """At a demotion edge: want the demoted value on every managed vhid, or our share."""
+    if policy.method == "carpdemote":
+        return replace(mem, share_target=policy.carpdemote)
+    vhids = {key: replace(rec, target=policy.advskew) for key, rec in mem.vhids.items()}
+    return replace(mem, vhids=vhid_map(vhids))
+
+
+def release(policy: Policy, mem: Memory) -> Memory:
+    """At a restore edge: want every baseline back, or our share gone."""
+    if policy.method == "carpdemote":
+        return replace(mem, share_target=0)
+    vhids = {key: replace(rec, target=rec.baseline) for key, rec in mem.vhids.items()}
+    return replace(mem, vhids=vhid_map(vhids))
+
+
+# --- carpdemote: our share of the group counter -------------------------------------------
+
+
+def _observe_share(policy: Policy, mem: Memory, counter: int, effects: list[Effect]) -> Memory:
+    # A change of ours whose outcome we did not learn (timeout, crash): the counter tells.
+    before = mem.share_counter_before
+    pending = mem.share_target - mem.share
+    if pending and before is not None and counter - before == pending:
+        mem = replace(mem, share=mem.share_target, share_counter_before=None)
+    if counter < mem.share:
+        # Someone (an operator, or a reboot) took our share away: adopt, do not fight.
+        effects.append(ShareAdopted(policy.group, mem.share, counter))
+        mem = replace(mem, share=counter, share_target=counter, share_counter_before=None)
+    return mem
+
+
+def commands(policy: Policy, mem: Memory, inputs: Inputs) -> list[Effect]:
+    """The commands that bring the host to what memory wants, one per interface."""
+    out: list[Effect] = []
+    if policy.method == "advskew":
+        if inputs.advskews is None:
+            return out
+        per_iface: dict[str, dict[int, int]] = {}
+        for key, rec in mem.vhids.items():
+            value = inputs.advskews.get(key)
+            if value is not None and value != rec.target:
+                per_iface.setdefault(key[0], {})[key[1]] = rec.target
+        out.extend(SetAdvskew(iface, MappingProxyType(skews)) for iface, skews in per_iface.items())
+    elif inputs.counter is not None and mem.share != mem.share_target:
+        out.append(CarpDemote(policy.group, mem.share_target - mem.share))
+    return out
+
+
+def before_command(mem: Memory, effect: Effect, counter: int | None) -> Memory:
+    """What to persist just before a carpdemote command: the counter it starts from."""
+    if isinstance(effect, CarpDemote):
+        return replace(mem, share_counter_before=counter)
+    return mem
+
+
+def confirm(mem: Memory, effect: Effect) -> Memory:
+    """A command succeeded: the host now holds what it set."""
+    if isinstance(effect, SetAdvskew):
+        vhids = dict(mem.vhids)
+        for vhid, skew in effect.skews.items():
+            key = (effect.interface, vhid)
+            if key in vhids:
+                vhids[key] = replace(vhids[key], seen=skew)
+        return replace(mem, vhids=vhid_map(vhids))
+    if isinstance(effect, CarpDemote):
+        return replace(mem, share=mem.share + effect.delta, share_counter_before=None)
+    return mem
+
+
+def set_maintenance(mem: Memory, on: bool) -> Memory:
+    return replace(mem, maintenance=on)
+
+
+def stand_down(policy: Policy, mem: Memory) -> Memory:
+    """restore_on_exit: give up the demotion now, hold-down or not."""
+    return release(policy, replace(mem, demoted=False, since=None, reasons=()))
+
+
+def after_reboot(mem: Memory) -> Memory:
+    """The kernel was restarted: nothing we set is there any more, and the counters are new.
+
+    Baselines and maintenance survive; every vhid must be seen again; our share is gone.
+    """
+    vhids = {
+        key: VhidRecord(baseline=rec.baseline, target=rec.baseline, seen=None)
+        for key, rec in mem.vhids.items()
+    }
+    return Memory(maintenance=mem.maintenance, vhids=vhid_map(vhids))

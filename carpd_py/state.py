@@ -1,0 +1,141 @@
+"""The durable state file: carpd-py's memory across restarts, crashes and SIGKILL.
+
+Written atomically and durably (temp file in the same directory, fsync, rename, fsync of the
+directory) before every change carpd-py makes to the host, so a baseline is never lost.
+The JSON form is versioned and readable by people:
+
+    {"version": 1, "boot_time": 1764036000.0,
+     "demoted": true, "since": 1764036100.5, "reasons": ["sync"], "maintenance": false,
+     "vhids": [{"interface": "carp0", "vhid": 10, "baseline": 0, "target": 240, "seen": 240}],
+     "refused": [], "share": 0, "share_target": 0, "share_counter_before": null}
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from .decide import Memory, VhidRecord, vhid_map
+
+VERSION = 1
+
+
+class StateError(Exception):
+    """The state file exists but cannot be used; the message says why."""
+
+
+@dataclass(frozen=True)
+class Loaded:
+    memory: Memory
+    boot_time: float | None  # the boot the memory was written in; None: a fresh file
+    note: str | None = None  # something the operator must hear about (a file set aside)
+
+
+def to_json(memory: Memory, boot_time: float) -> dict[str, Any]:
+    return {
+        "version": VERSION,
+        "boot_time": boot_time,
+        "demoted": memory.demoted,
+        "since": memory.since,
+        "reasons": list(memory.reasons),
+        "maintenance": memory.maintenance,
+        "vhids": [
+            {"interface": i, "vhid": v, "baseline": r.baseline, "target": r.target, "seen": r.seen}
+            for (i, v), r in sorted(memory.vhids.items())
+        ],
+        "refused": [{"interface": i, "vhid": v} for i, v in sorted(memory.refused)],
+        "share": memory.share,
+        "share_target": memory.share_target,
+        "share_counter_before": memory.share_counter_before,
+    }
+
+
+def _opt_int(doc: dict[str, Any], key: str) -> int | None:
+    value = doc.get(key)
+    if value is not None and (not isinstance(value, int) or isinstance(value, bool)):
+        raise StateError(f"{key}: expected an integer, got {value!r}")
+    return value
+
+
+def _int(doc: dict[str, Any], key: str) -> int:
+    value = _opt_int(doc, key)
+    if value is None:
+        raise StateError(f"{key}: missing")
+    return value
+
+
+def from_json(doc: Any) -> tuple[Memory, float | None]:
+    """The memory in a parsed state document; StateError when it is not one of ours."""
+    if not isinstance(doc, dict) or doc.get("version") != VERSION:
+        raise StateError(f"not a version {VERSION} carpd-py state document")
+    try:
+        vhids: dict[tuple[str, int], VhidRecord] = {}
+        for v in doc.get("vhids", []):
+            key = (str(v["interface"]), _int(v, "vhid"))
+            vhids[key] = VhidRecord(_int(v, "baseline"), _int(v, "target"), _opt_int(v, "seen"))
+        refused = doc.get("refused", [])
+        since = doc.get("since")
+        boot = doc.get("boot_time")
+        memory = Memory(
+            demoted=bool(doc.get("demoted", False)),
+            since=float(since) if since is not None else None,
+            reasons=tuple(str(r) for r in doc.get("reasons", [])),
+            maintenance=bool(doc.get("maintenance", False)),
+            vhids=vhid_map(vhids),
+            refused=frozenset((str(r["interface"]), _int(r, "vhid")) for r in refused),
+            share=_opt_int(doc, "share") or 0,
+            share_target=_opt_int(doc, "share_target") or 0,
+            share_counter_before=_opt_int(doc, "share_counter_before"),
+        )
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise StateError(f"malformed: {exc!r}") from None
+    return memory, float(boot) if boot is not None else None
+
+
+def load(path: str) -> Loaded:
+    """Read the state file. Missing: a fresh memory. Unusable: set aside, fresh memory, note.
+
+    Setting a bad file aside (never overwriting it) keeps whatever it held for the operator;
+    a fresh memory is safe because an advskew found at or above the demoted value with no
+    record is refused, never adopted as a baseline.
+    """
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    except FileNotFoundError:
+        return Loaded(Memory(), None)
+    try:
+        memory, boot = from_json(json.loads(text))
+        return Loaded(memory, boot)
+    except (ValueError, StateError) as exc:
+        aside = f"{path}.bad-{int(time.time())}"
+        os.replace(path, aside)
+        return Loaded(Memory(), None, f"state file {path} unusable ({exc}); moved to {aside}")
+
+
+def save(path: str, memory: Memory, boot_time: float) -> None:
+    """Write atomically and durably: after this returns, a crash cannot lose the memory."""
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, mode=0o700, exist_ok=True)
+    data = json.dumps(to_json(memory, boot_time), indent=1, sort_keys=True) + "\n"
+    fd, tmp = tempfile.mkstemp(prefix=".state.", dir=directory)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    dfd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(dfd)
+    finally:
+        os.close(dfd)

@@ -1,0 +1,448 @@
+"""The supervisor: trio wires probes, the decision and the actions, one round per interval.
+
+Every round: read the host, probe the sync peer and every upstream group, all at once, each
+under its own deadline; step the hysteresis; call the pure `decide`; persist the new memory
+BEFORE any command; run the commands in a shielded scope (an action under way finishes even
+when a signal arrives) under a deadline; publish an immutable Status for readers.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Protocol
+
+import trio
+
+from . import decide as d
+from . import state
+from .config import Config, UpstreamConfig
+from .host import CommandTimeout, HostError
+from .hysteresis import Check, Round, step
+from .inspect import warnings as host_warnings
+from .logsetup import Log
+from .model import HostView
+from .rounds import (
+    SYNC,
+    check_names,
+    check_params,
+    managed_advskews,
+    policy_of,
+    role_changes,
+    roles,
+    sync_link_problem,
+    sync_round,
+    upstream_check,
+)
+from .telemetry import Telemetry, TelemetrySnapshot
+
+
+class Host(Protocol):
+    async def read(self, *, sysctl: bool = True) -> HostView: ...
+    async def set_advskew(self, name: str, skews: Mapping[int, int]) -> None: ...
+    async def carpdemote(self, group: str, delta: int) -> None: ...
+
+
+class GroupResult(Protocol):
+    @property
+    def good(self) -> bool: ...
+    @property
+    def failed(self) -> tuple[str, ...]: ...
+    @property
+    def duration(self) -> float: ...
+    @property
+    def detail(self) -> str: ...
+
+
+class Prober(Protocol):
+    async def ping(self, address: str, timeout: float) -> float | None: ...
+    async def group(self, upstream: UpstreamConfig) -> GroupResult: ...
+
+
+class Hooks(Protocol):
+    def fire(self, event: str, env: Mapping[str, str]) -> None: ...
+
+
+@dataclass(frozen=True)
+class Status:
+    """What the supervisor knows after a round; immutable, for metrics and the control socket."""
+
+    config: Config
+    started: float
+    updated: float | None = None
+    view: HostView | None = None
+    checks: Mapping[str, Check] = field(default_factory=lambda: MappingProxyType({}))
+    details: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    memory: d.Memory = field(default_factory=d.Memory)
+    warnings: tuple[str, ...] = ()
+    read_error: str | None = None
+    telemetry: TelemetrySnapshot = field(default_factory=lambda: Telemetry().snapshot())
+
+
+GRACE = 0.5  # seconds a task may overrun its own deadline before the supervisor gives up on it
+
+
+def _describe(key: d.VhidKey) -> str:
+    return f"{key[0]} vhid {key[1]}"
+
+
+class Supervisor:
+    def __init__(
+        self,
+        config: Config,
+        host: Host,
+        prober: Prober,
+        log: Log,
+        *,
+        wall: Callable[[], float] = time.time,
+        boot_time: float | None = None,
+        hooks: Hooks | None = None,
+    ) -> None:
+        self.host = host
+        self.prober = prober
+        self.log = log
+        self.wall = wall
+        self.boot_time = boot_time if boot_time is not None else wall()
+        self.hooks = hooks
+        self.telemetry = Telemetry()
+        self.memory = d.Memory()
+        self.checks: dict[str, Check] = {}
+        self.details: dict[str, str] = {}
+        self.view: HostView | None = None
+        self.read_error: str | None = None
+        self.command_error: dict[str, str] = {}
+        self.warned: tuple[str, ...] = ()
+        self._sysctl_due = 0.0
+        self.config = config
+        self._configure(config)
+        self.status = Status(config=config, started=wall())
+
+    def _configure(self, config: Config) -> None:
+        self.config = config
+        self.policy = policy_of(config)
+        self.params = check_params(config)
+        # Checks that stay keep their counts and verdicts; new ones start with none.
+        self.checks = {name: self.checks.get(name, Check()) for name in check_names(config)}
+
+    # --- memory ------------------------------------------------------------------------
+
+    def load(self) -> None:
+        """Read the state file; after a reboot, forget what the kernel forgot."""
+        loaded = state.load(self.config.state_file)
+        if loaded.note:
+            self.log.error("state file set aside", detail=loaded.note)
+        memory = loaded.memory
+        if loaded.boot_time is not None and abs(loaded.boot_time - self.boot_time) > 2:
+            memory = d.after_reboot(memory)
+            self.log.notice("host rebooted since the state was written; baselines kept")
+        self.memory = memory
+        if memory.demoted:
+            self.log.notice(
+                "still demoted from before the restart",
+                reasons=memory.reasons,
+                since=memory.since,
+            )
+        if memory.maintenance:
+            self.log.notice("maintenance is on (from the state file)")
+
+    def persist(self, memory: d.Memory) -> None:
+        """Durably, before any change to the host. Synchronous on purpose: a few ms of fsync
+        on an edge, and the write must be done before the command starts."""
+        if memory != self.memory:
+            state.save(self.config.state_file, memory, self.boot_time)
+            self.memory = memory
+
+    # --- one round ---------------------------------------------------------------------
+
+    async def _read(self, out: dict[str, HostView]) -> None:
+        due = trio.current_time() >= self._sysctl_due
+        # The host bounds each command; this bounds the whole read whatever the host does.
+        limit = 2 * self.config.platform.command_timeout + GRACE
+        try:
+            with trio.fail_after(limit):
+                out["view"] = await self.host.read(sysctl=due)
+        except trio.TooSlowError:
+            exc = CommandTimeout(f"reading the host took more than {limit:g}s")
+            self._read_failed(exc)
+            return
+        except HostError as exc:
+            self._read_failed(exc)
+            return
+        if due:
+            self._sysctl_due = trio.current_time() + self.config.platform.sysctl_interval
+        if self.read_error is not None:
+            self.log.notice("host read works again")
+            self.read_error = None
+
+    def _read_failed(self, exc: HostError) -> None:
+        self.telemetry.read_errors += 1
+        self.telemetry.command_errors["ifconfig"] += 1
+        if str(exc) != self.read_error:
+            self.log.error("host read failed", error=str(exc), kind=exc.kind)
+        self.read_error = str(exc)
+
+    async def _ping_peer(self, out: dict[str, bool]) -> None:
+        sync = self.config.sync
+        assert sync is not None
+        assert sync.peer is not None
+        start = trio.current_time()
+        rtt = None
+        with trio.move_on_after(sync.timeout + GRACE):
+            rtt = await self.prober.ping(sync.peer, sync.timeout)
+        self.telemetry.probe_duration(SYNC, trio.current_time() - start)
+        out["peer"] = rtt is not None
+        if rtt is None:
+            self.telemetry.probe_failures[(SYNC, sync.peer)] += 1
+
+    async def _probe_upstream(self, upstream: UpstreamConfig, out: dict[str, Round]) -> None:
+        name = upstream_check(upstream.name)
+        result: GroupResult | None = None
+        with trio.move_on_after(upstream.timeout + GRACE):
+            result = await self.prober.group(upstream)
+        if result is None:  # the prober itself hung: a failed round, never a stall
+            self.telemetry.probe_failures[(name, "*")] += 1
+            self.details[name] = "probe hung"
+            out[name] = Round.BAD
+            return
+        self.telemetry.probe_duration(name, result.duration)
+        for target in result.failed:
+            self.telemetry.probe_failures[(name, target)] += 1
+        self.details[name] = result.detail
+        out[name] = Round.GOOD if result.good else Round.BAD
+
+    async def poll_once(self) -> None:
+        started = trio.current_time()
+        got_view: dict[str, HostView] = {}
+        peer: dict[str, bool] = {}
+        upstream: dict[str, Round] = {}
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._read, got_view)
+            sync = self.config.sync
+            if sync is not None and sync.peer is not None:
+                nursery.start_soon(self._ping_peer, peer)
+            for up in self.config.upstream:
+                nursery.start_soon(self._probe_upstream, up, upstream)
+        view = got_view.get("view")
+
+        rounds = dict(upstream)
+        if sync is not None:
+            rounds[SYNC] = sync_round(view, sync, peer.get("peer"))
+            if view is not None:
+                self.details[SYNC] = sync_link_problem(view, sync) or "link up"
+            if sync.peer is not None and "peer" in peer:
+                self.details[SYNC] += ", peer " + ("answered" if peer["peer"] else "silent")
+        self._step_checks(rounds)
+        if view is not None:
+            self._observe(view)
+            self.view = view
+
+        inputs = d.Inputs(
+            checks=MappingProxyType(dict(self.checks)),
+            now=self.wall(),
+            advskews=managed_advskews(view, self.config) if view is not None else None,
+            counter=view.group_demote.get(self.policy.group) if view is not None else None,
+        )
+        memory, effects = d.decide(self.policy, self.memory, inputs)
+        await self.apply(memory, effects, inputs.counter)
+        self.telemetry.polls += 1
+        self.telemetry.poll_durations.observe(trio.current_time() - started)
+        self.publish()
+
+    def _step_checks(self, rounds: Mapping[str, Round]) -> None:
+        for name, result in rounds.items():
+            fall, rise = self.params[name]
+            before = self.checks[name]
+            after = step(before, result, fall, rise)
+            self.checks[name] = after
+            if after.up != before.up:
+                word = {True: "up", False: "down", None: "unknown"}[after.up]
+                line = self.log.notice if before.up is not None or not after.up else self.log.info
+                line(f"check {word}", check=name, detail=self.details.get(name))
+
+    def _observe(self, view: HostView) -> None:
+        before = roles(self.view) if self.view is not None else {}
+        for change in role_changes(before, roles(view)):
+            self.telemetry.transitions[
+                (change.interface, change.vhid, change.before, change.after)
+            ] += 1
+            self.log.notice(
+                f"{change.interface} vhid {change.vhid} {change.before} -> {change.after}",
+                interface=change.interface,
+                vhid=change.vhid,
+            )
+            self._fire(
+                "role_change",
+                INTERFACE=change.interface,
+                VHID=str(change.vhid),
+                FROM=change.before,
+                TO=change.after,
+            )
+        found = tuple(host_warnings(view, self.config))
+        for w in found:
+            if w not in self.warned:
+                self.log.notice("warning", detail=w)
+        self.warned = found
+
+    # --- acting ------------------------------------------------------------------------
+
+    async def apply(
+        self, memory: d.Memory, effects: tuple[d.Effect, ...], counter: int | None
+    ) -> None:
+        self.persist(memory)
+        for effect in effects:
+            if not isinstance(effect, d.COMMANDS):
+                self._report(effect)
+        commands = [e for e in effects if isinstance(e, d.COMMANDS)]
+        if not commands:
+            return
+        budget = self.config.platform.command_timeout * (len(commands) + 1)
+        with trio.CancelScope(shield=True, deadline=trio.current_time() + budget):
+            for effect in commands:
+                self.persist(d.before_command(self.memory, effect, counter))
+                if await self._command(effect):
+                    self.persist(d.confirm(self.memory, effect))
+
+    async def _command(self, effect: d.Effect) -> bool:
+        try:
+            if isinstance(effect, d.SetAdvskew):
+                await self.host.set_advskew(effect.interface, effect.skews)
+                what = " ".join(f"vhid {v} advskew {s}" for v, s in effect.skews.items())
+                self.log.notice(f"set {effect.interface} {what}", interface=effect.interface)
+            elif isinstance(effect, d.CarpDemote):
+                await self.host.carpdemote(effect.group, effect.delta)
+                self.log.notice(
+                    f"group {effect.group} carpdemote {effect.delta:+d}", group=effect.group
+                )
+        except (HostError, ValueError) as exc:
+            key = effect.interface if isinstance(effect, d.SetAdvskew) else "carpdemote"
+            self.telemetry.command_errors["ifconfig"] += 1
+            if self.command_error.get(key) != str(exc):
+                self.log.error("command failed, will retry", error=str(exc))
+            self.command_error[key] = str(exc)
+            return False
+        self.command_error.pop(
+            effect.interface if isinstance(effect, d.SetAdvskew) else "carpdemote", None
+        )
+        return True
+
+    def _report(self, effect: d.Effect) -> None:
+        if isinstance(effect, d.Demote):
+            for reason in effect.reasons:
+                self.telemetry.demotions[reason] += 1
+            self.log.notice("demoting", reasons=effect.reasons, method=self.policy.method)
+            self._fire("demote", REASONS=",".join(effect.reasons))
+        elif isinstance(effect, d.Restore):
+            self.telemetry.restores += 1
+            self.log.notice("restoring baselines", demoted_for=round(effect.after, 1))
+            self._fire("restore", DEMOTED_FOR=f"{effect.after:.1f}")
+        elif isinstance(effect, d.ReasonsChanged):
+            for reason in set(effect.after) - set(effect.before):
+                self.telemetry.demotions[reason] += 1
+            self.log.notice("demotion reasons changed", before=effect.before, after=effect.after)
+        elif isinstance(effect, d.Adopt):
+            self.log.warning(
+                f"{_describe(effect.key)} advskew changed by hand: adopted as baseline",
+                before=effect.before,
+                after=effect.after,
+                released=effect.released,
+            )
+        elif isinstance(effect, d.Refuse):
+            self.log.error(
+                f"{_describe(effect.key)} advskew {effect.advskew} looks demoted already and "
+                "carpd-py has no record of its baseline: left unmanaged until its real advskew "
+                "is set by hand",
+            )
+        elif isinstance(effect, d.Manage):
+            self.log.info(f"managing {_describe(effect.key)}", baseline=effect.baseline)
+        elif isinstance(effect, d.ShareAdopted):
+            self.log.warning(
+                f"group {effect.group} demote counter below our share: adopted",
+                before=effect.before,
+                after=effect.after,
+            )
+
+    def _fire(self, event: str, **env: str) -> None:
+        if self.hooks is not None:
+            self.hooks.fire(event, env)
+
+    def publish(self) -> None:
+        self.status = Status(
+            config=self.config,
+            started=self.status.started,
+            updated=self.wall(),
+            view=self.view,
+            checks=MappingProxyType(dict(self.checks)),
+            details=MappingProxyType(dict(self.details)),
+            memory=self.memory,
+            warnings=self.warned,
+            read_error=self.read_error,
+            telemetry=self.telemetry.snapshot(),
+        )
+
+    # --- control -----------------------------------------------------------------------
+
+    def set_maintenance(self, on: bool) -> None:
+        """Takes effect at the next round; persisted now, so it survives a restart."""
+        if self.memory.maintenance != on:
+            self.persist(d.set_maintenance(self.memory, on))
+            self.log.notice("maintenance " + ("on" if on else "off"))
+            self.publish()
+
+    def reconfigure(self, config: Config) -> None:
+        """A new, checked config: checks added, removed or changed; memory kept."""
+        self._configure(config)
+        self.publish()
+
+    # --- the loop ----------------------------------------------------------------------
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        self.log.notice(
+            "started",
+            checks=tuple(self.checks) or "none",
+            method=self.policy.method,
+            interval=self.config.interval,
+        )
+        task_status.started()
+        next_tick = trio.current_time()
+        while True:
+            await self.poll_once()
+            next_tick += self.config.interval
+            now = trio.current_time()
+            if next_tick < now:  # a round overran: skip the ticks it ate, keep the phase
+                missed = int((now - next_tick) // self.config.interval) + 1
+                next_tick += missed * self.config.interval
+            await trio.sleep_until(next_tick)
+
+    async def shutdown(self) -> None:
+        """On SIGTERM/SIGINT. By default leave the node as it is (a demoted node stays
+        demoted); with restore_on_exit, restore now, hold-down or not, within a deadline."""
+        deadline = trio.current_time() + 3 * self.config.platform.command_timeout + 1
+        with trio.CancelScope(shield=True, deadline=deadline) as scope:
+            memory = d.stand_down(self.policy, self.memory)
+            if self.config.restore_on_exit and memory != self.memory:
+                await self._restore_now(memory)
+        if scope.cancelled_caught:
+            self.log.error("stopping: the restore did not finish in time")
+        self.log.notice(
+            "stopped",
+            demoted=self.memory.demoted,
+            reasons=self.memory.reasons,
+            maintenance=self.memory.maintenance,
+        )
+
+    async def _restore_now(self, memory: d.Memory) -> None:
+        try:
+            view = await self.host.read(sysctl=False)
+        except HostError as exc:
+            self.log.error("restore_on_exit: cannot read the host", error=str(exc))
+            return
+        inputs = d.Inputs(
+            checks={},
+            now=self.wall(),
+            advskews=managed_advskews(view, self.config),
+            counter=view.group_demote.get(self.policy.group),
+        )
+        self.log.notice("restore_on_exit: restoring baselines")
+        await self.apply(memory, tuple(d.commands(self.policy, memory, inputs)), inputs.counter)
