@@ -7,8 +7,18 @@ Pure: `parse_config` takes text and returns a Config or raises ConfigError; only
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Literal
+import ipaddress
+import json
+import re
+import sys
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any, Literal
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
 
 DemoteMethod = Literal["advskew", "carpdemote"]
 ProbeMethod = Literal["icmp", "tcp", "exec"]
@@ -107,3 +117,375 @@ class ConfigError(Exception):
 
 
 # --- loader and validator below (parse_config, load_config) ---
+
+LOG_LEVELS: Mapping[str, int] = {"debug": 7, "info": 6, "notice": 5, "warning": 4, "error": 3}
+"""log.level, lowest first, with its syslog(3) priority: debug LOG_DEBUG (7), info LOG_INFO (6),
+notice LOG_NOTICE (5), warning LOG_WARNING (4), error LOG_ERR (3). A level logs itself and
+everything more severe. In Python logging terms: DEBUG, INFO, 25 (between INFO and WARNING),
+WARNING, ERROR."""
+
+# syslog(3) facilities a daemon may log to on OpenBSD; "kern" is reserved for the kernel.
+LOG_FACILITIES = ("daemon", "user", "auth", "authpriv", "cron", "ftp", "lpr", "mail", "news",
+                  "syslog", "uucp", *(f"local{n}" for n in range(8)))  # fmt: skip
+
+Check = Callable[[Any], Any]  # returns the value to store, or raises _Bad
+_INVALID: Any = object()  # stands in for a value that failed its check
+
+
+class _Bad(Exception):
+    """A value failed its check: (key path suffix, message) pairs, e.g. ("[1]", "...")."""
+
+    def __init__(self, message: str = "", found: list[tuple[str, str]] | None = None) -> None:
+        super().__init__(message)
+        self.found = found if found is not None else [("", message)]
+
+
+def _show(value: object) -> str:
+    """A value as the user wrote it (roughly), for `..., not VALUE`; always one short line."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        text = json.dumps(value, ensure_ascii=False)
+        return text if len(text) <= 60 else text[:56] + '..."'
+    if isinstance(value, int):
+        return str(value) if abs(value) < 10**30 else "a huge integer"
+    if isinstance(value, float):
+        return repr(value)
+    if isinstance(value, list):
+        return "an array"
+    return "a table" if isinstance(value, dict) else "a date/time"
+
+
+def _join(path: str, key: str) -> str:
+    shown = key if re.fullmatch(r"[A-Za-z0-9_-]+", key) else json.dumps(key)
+    return f"{path}.{shown}" if path else shown
+
+
+# --- checkers: one per kind of value ---
+
+
+def _is(want: str, ok: Callable[[Any], bool], convert: Check = lambda v: v) -> Check:
+    """A checker: values where `ok` holds pass (converted); others get "must be WANT, not V"."""
+
+    def check(v: Any) -> Any:
+        if not ok(v):
+            raise _Bad(f"must be {want}, not {_show(v)}")
+        return convert(v)
+
+    return check
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _integer(lo: int, hi: int | None = None) -> Check:
+    want = f"an integer from {lo} to {hi}" if hi is not None else f"an integer of at least {lo}"
+    top = float("inf") if hi is None else hi
+    return _is(want, lambda v: isinstance(v, int) and not isinstance(v, bool) and lo <= v <= top)
+
+
+def _number(lo: float, hi: float, *, above: bool = False) -> Check:
+    """A float in lo..hi, or in (lo, hi] with `above`; an int is fine too, nan never passes."""
+    if above:
+        return _is(f"a number above {lo:g} and at most {hi:g}",
+                   lambda v: _is_number(v) and lo < v <= hi, float)  # fmt: skip
+    return _is(f"a number from {lo:g} to {hi:g}", lambda v: _is_number(v) and lo <= v <= hi, float)
+
+
+def _string(pattern: str, want: str, max_len: int = 1000) -> Check:
+    regex = re.compile(pattern)
+    return _is(want, lambda v: isinstance(v, str) and len(v) <= max_len and _matches(regex, v))
+
+
+def _matches(regex: re.Pattern[str], v: str) -> bool:
+    return regex.fullmatch(v) is not None
+
+
+def _choice(*options: str) -> Check:
+    want = "one of " + ", ".join(json.dumps(o) for o in options)
+    return _is(want, lambda v: isinstance(v, str) and v in options)
+
+
+_boolean = _is("true or false", lambda v: isinstance(v, bool))
+
+
+def _ip(v: Any) -> str:
+    """An IPv4/IPv6 literal, in canonical form (never a host name: no DNS on a failover path)."""
+    if not isinstance(v, str):
+        raise _Bad(f"must be an IPv4 or IPv6 address, not {_show(v)}")
+    try:
+        return str(ipaddress.ip_address(v))
+    except ValueError:
+        raise _Bad(f"{_show(v)} is not an IPv4 or IPv6 address") from None
+
+
+def _array(item: Check, *, unique: bool = False) -> Check:
+    def check(v: Any) -> tuple[Any, ...]:
+        if not isinstance(v, list):
+            raise _Bad(f"must be an array, not {_show(v)}")
+        out: list[Any] = []
+        found: list[tuple[str, str]] = []
+        for i, x in enumerate(v):
+            try:
+                value = item(x)
+            except _Bad as bad:
+                found += [(f"[{i}]{sub}", message) for sub, message in bad.found]
+                continue
+            if unique and value in out:
+                found.append((f"[{i}]", f"{_show(value)} is listed twice"))
+            out.append(value)
+        if found:
+            raise _Bad(found=found)
+        return tuple(out)
+
+    return check
+
+
+_ABSPATH = _string(r"/[^\x00]*", "an absolute path")
+_WORD = _string(r"[^\x00]*", "a string")
+
+
+def _argv(v: Any) -> tuple[str, ...]:
+    """An argv: an array of strings, empty or with an absolute path first (no shell, no PATH)."""
+    argv: tuple[str, ...] = _array(_WORD)(v)
+    if argv and not argv[0].startswith("/"):
+        raise _Bad(found=[("[0]", f"must be an absolute path, not {_show(argv[0])}")])
+    return argv
+
+
+_LISTEN = re.compile(r"(?:\[(?P<v6>[^\]]*)\]|(?P<host>[^:\[\]]*)):(?P<port>[0-9]{1,5})")
+
+
+def _is_listen(v: Any) -> bool:
+    """Empty (off), or HOST:PORT with an IPv4 literal or localhost, or [IPv6]:PORT."""
+    m = _LISTEN.fullmatch(v) if isinstance(v, str) else None
+    if m is None or not 1 <= int(m["port"]) <= 65535:
+        return bool(v == "")
+    if m["host"] == "localhost":
+        return True
+    try:
+        address = ipaddress.ip_address(m["v6"] if m["v6"] is not None else m["host"])
+    except ValueError:
+        return False
+    return address.version == (6 if m["v6"] is not None else 4)
+
+
+_listen = _is('"" or HOST:PORT (HOST an IP address or localhost, [brackets] around IPv6, '
+              "PORT from 1 to 65535)", _is_listen)  # fmt: skip
+
+
+# --- the schema: key -> checker, a nested table, or an array of tables ---
+
+
+@dataclass(frozen=True)
+class _Table:
+    cls: type[Any]  # built with the checked values; absent keys take the dataclass defaults
+    keys: Mapping[str, Node]
+
+
+@dataclass(frozen=True)
+class _Array:
+    table: _Table
+
+
+Node = Check | _Table | _Array
+
+_TIMEOUT = _number(0, 60, above=True)
+_COUNT = _integer(1, 100)  # fall, rise
+_SCHEMA = _Table(Config, {
+    "interval": _number(0.1, 60),
+    "state_file": _ABSPATH,
+    "restore_on_exit": _boolean,
+    "demote": _Table(DemoteConfig, {
+        "method": _choice("advskew", "carpdemote"),
+        "advskew": _integer(1, 254),
+        "carpdemote": _integer(1, 128),
+        # ifconfig(8): at most 15 characters, must not end with a digit.
+        "group": _string(r"[A-Za-z0-9_]*[A-Za-z_]",
+                         "a group name (up to 15 letters, digits, _; not ending in a digit)", 15),
+        "interfaces": _array(_string(r"carp(?:0|[1-9][0-9]*)", "a carp interface like carp0", 15),
+                             unique=True),
+        "hold_down": _number(0, 86400),
+    }),
+    "sync": _Table(SyncConfig, {
+        "interface": _string(r"[a-z]+(?:0|[1-9][0-9]*)", "an interface name like pfsync0", 15),
+        "peer": _ip,
+        "timeout": _TIMEOUT,
+        "fall": _COUNT,
+        "rise": _COUNT,
+    }),
+    "upstream": _Array(_Table(UpstreamConfig, {
+        "name": _string(r"[A-Za-z0-9_.-]+",
+                        'a name of up to 64 letters, digits, "_", "." or "-"', 64),
+        "method": _choice("icmp", "tcp", "exec"),
+        "targets": _array(_ip, unique=True),
+        "port": _integer(1, 65535),
+        "command": _argv,
+        "min_up": _integer(1),
+        "timeout": _TIMEOUT,
+        "fall": _COUNT,
+        "rise": _COUNT,
+    })),
+    "metrics": _Table(MetricsConfig, {"listen": _listen}),
+    "log": _Table(LogConfig, {
+        "facility": _choice(*LOG_FACILITIES),
+        "level": _choice(*LOG_LEVELS),
+        "socket": _ABSPATH,
+    }),
+    "control": _Table(ControlConfig, {"socket": _ABSPATH}),
+    "platform": _Table(PlatformConfig, {
+        "ifconfig": _ABSPATH,
+        "sysctl": _ABSPATH,
+        "command_timeout": _TIMEOUT,
+        "sysctl_interval": _number(0.1, 86400),
+    }),
+    "hooks": _Table(HooksConfig, {
+        "on_demote": _argv,
+        "on_restore": _argv,
+        "on_role_change": _argv,
+        "timeout": _number(0, 3600, above=True),
+    }),
+})  # fmt: skip
+
+# Upstream keys that only make sense with some probe methods; required with those.
+_METHOD_KEYS = {"targets": ("icmp", "tcp"), "port": ("tcp",), "command": ("exec",)}
+
+
+class _Problems(list[str]):
+    def __init__(self, file: str) -> None:
+        super().__init__()
+        self.file = file
+
+    def add(self, key: str, message: str) -> None:
+        self.append(f"{self.file}: {key}: {message}")
+
+
+def _walk(raw: Any, node: Node, path: str, out: _Problems) -> Any:
+    """Check `raw` against `node`: plain values for tables and arrays, _INVALID where bad."""
+    if isinstance(node, _Array):
+        if not isinstance(raw, list):
+            out.add(path, f"must be an array of tables, not {_show(raw)}")
+            return _INVALID
+        return tuple(_walk(item, node.table, f"{path}[{i}]", out) for i, item in enumerate(raw))
+    if isinstance(node, _Table):
+        if not isinstance(raw, dict):
+            out.add(path, f"must be a table, not {_show(raw)}")
+            return _INVALID
+        values: dict[str, Any] = {}
+        for key, value in raw.items():
+            child = node.keys.get(key)
+            if child is None:
+                out.add(_join(path, key), "unknown key")
+            else:
+                values[key] = _walk(value, child, _join(path, key), out)
+        return values
+    try:
+        return node(raw)
+    except _Bad as bad:
+        for sub, message in bad.found:
+            out.add(path + sub, message)
+        return _INVALID
+
+
+def _check_upstream(values: dict[str, Any], out: _Problems) -> None:
+    """Names present and unique; keys that go with the method; min_up within the targets."""
+    names: dict[str, int] = {}
+    groups = values.get("upstream", ())
+    for i, up in enumerate(() if groups is _INVALID else groups):
+        if up is _INVALID:
+            continue
+        name = up.get("name")
+        if name is None:
+            out.add(f"upstream[{i}].name", "required")
+        elif name is not _INVALID and name in names:
+            out.add(f"upstream[{i}].name", f"{_show(name)} is also upstream[{names[name]}].name")
+        elif name is not _INVALID:
+            names[name] = i
+        method = up.get("method", "icmp")
+        if method is _INVALID:
+            continue
+        for key, methods in _METHOD_KEYS.items():
+            given = up.get(key)
+            if method in methods and given in (None, ()):
+                out.add(f"upstream[{i}].{key}", f'required with method "{method}"')
+            elif method not in methods and key in up and given is not _INVALID:
+                allowed = " or ".join(f'"{m}"' for m in methods)
+                out.add(f"upstream[{i}].{key}", f'only with method {allowed}, not "{method}"')
+        targets, min_up = up.get("targets", ()), up.get("min_up", 1)
+        if method != "exec" and _INVALID not in (targets, min_up) and 0 < len(targets) < min_up:
+            out.add(
+                f"upstream[{i}].min_up",
+                f"must be at most the number of targets ({len(targets)}), not {min_up}",
+            )
+
+
+def _check_sysctl_interval(values: dict[str, Any], out: _Problems) -> None:
+    interval = values.get("interval", Config.interval)
+    platform = values.get("platform", {})
+    if _INVALID in (interval, platform) or platform.get("sysctl_interval") is _INVALID:
+        return
+    given = platform.get("sysctl_interval")
+    value = PlatformConfig.sysctl_interval if given is None else given
+    if value < interval:
+        default = "" if given is not None else " (the default)"
+        out.add(
+            "platform.sysctl_interval",
+            f"must be at least interval ({interval:g}), not {value:g}{default}",
+        )
+
+
+_CROSS_CHECKS = (_check_upstream, _check_sysctl_interval)
+
+
+def _build(node: Node, value: Any) -> Any:
+    if isinstance(node, _Array):
+        return tuple(_build(node.table, item) for item in value)
+    if isinstance(node, _Table):
+        return node.cls(**{key: _build(node.keys[key], v) for key, v in value.items()})
+    return value
+
+
+def _syntax_error(message: str, text: str, path: str) -> str:
+    """tomllib's "MESSAGE (at line 3, column 5)" as "PATH:3: MESSAGE (column 5)"."""
+    m = re.search(r" \(at line (\d+), column (\d+)\)$", message)
+    if m:
+        return f"{path}:{m[1]}: {message[: m.start()]} (column {m[2]})"
+    message = message.removesuffix(" (at end of document)")
+    return f"{path}:{text.count(chr(10)) + 1}: {message} (at end of file)"
+
+
+def parse_config(text: str, path: str) -> Config:
+    """The Config in `text`, read from `path`; ConfigError lists every problem found."""
+    try:
+        document = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError([_syntax_error(str(exc), text, path)]) from None
+    except RecursionError:
+        raise ConfigError([f"{path}: cannot parse: nested too deeply"]) from None
+    except ValueError as exc:  # e.g. an integer of more than 4300 digits
+        raise ConfigError([f"{path}: cannot parse: {exc}"]) from None
+    out = _Problems(path)
+    values = _walk(document, _SCHEMA, "", out)
+    for check in _CROSS_CHECKS:
+        check(values, out)
+    if out:
+        raise ConfigError(list(out))
+    config: Config = _build(_SCHEMA, values)
+    return replace(config, path=path)
+
+
+def load_config(path: str) -> Config:
+    """Read and parse the config file at `path`; ConfigError if it cannot be read or is bad."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except (OSError, ValueError) as exc:  # ValueError: a NUL in the path
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise ConfigError([f"{path}: cannot read: {reason}"]) from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise ConfigError([f"{path}:{line}: not valid UTF-8"]) from None
+    return parse_config(text, path)
