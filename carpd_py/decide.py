@@ -75,6 +75,9 @@ class Inputs:
     now: float  # wall-clock seconds
     advskews: Mapping[VhidKey, int] | None  # managed vhids on the host; None: the read failed
     counter: int | None = None  # demote counter of policy.group; None: not read
+    # vhids on the host that carpd-py has a record of but no longer manages (a reload changed
+    # demote.interfaces): whatever carpd-py still holds there goes back to its baseline.
+    others: Mapping[VhidKey, int] = field(default_factory=lambda: MappingProxyType({}))
 
 
 # --- effects ------------------------------------------------------------------------------
@@ -186,6 +189,7 @@ def decide(policy: Policy, memory: Memory, inputs: Inputs) -> tuple[Memory, tupl
     mem = memory
     if policy.method == "advskew" and inputs.advskews is not None:
         mem = _observe_vhids(policy, mem, inputs.advskews, effects)
+        mem = _let_go(mem, inputs.others)
     if policy.method == "carpdemote" and inputs.counter is not None:
         mem = _observe_share(policy, mem, inputs.counter, effects)
 
@@ -193,7 +197,7 @@ def decide(policy: Policy, memory: Memory, inputs: Inputs) -> tuple[Memory, tupl
     if ready(inputs.checks):
         if not mem.demoted and reasons:
             mem = replace(mem, demoted=True, since=inputs.now, reasons=reasons)
-            mem = _hold(policy, mem)
+            mem = _hold(policy, mem, inputs.advskews)
             effects.append(Demote(reasons))
         elif mem.demoted and may_restore(policy, mem, inputs):
             after = inputs.now - mem.since if mem.since is not None else 0.0
@@ -242,11 +246,31 @@ def _observe_vhids(
     return replace(mem, vhids=vhid_map(vhids), refused=frozenset(refused))
 
 
-def _hold(policy: Policy, mem: Memory) -> Memory:
-    """At a demotion edge: want the demoted value on every managed vhid, or our share."""
+def _hold(policy: Policy, mem: Memory, managed: Mapping[VhidKey, int] | None) -> Memory:
+    """At a demotion edge: want the demoted value on every managed vhid, or our share.
+    (The read failed: every vhid on record, which is what was managed at the last read.)"""
     if policy.method == "carpdemote":
         return replace(mem, share_target=policy.carpdemote)
-    vhids = {key: replace(rec, target=policy.advskew) for key, rec in mem.vhids.items()}
+    vhids = {
+        key: replace(rec, target=policy.advskew) if managed is None or key in managed else rec
+        for key, rec in mem.vhids.items()
+    }
+    return replace(mem, vhids=vhid_map(vhids))
+
+
+def _let_go(mem: Memory, others: Mapping[VhidKey, int]) -> Memory:
+    """Records no longer managed: want the baseline back; once it is there, forget them."""
+    if not others:
+        return mem
+    vhids = dict(mem.vhids)
+    for key, value in others.items():
+        rec = vhids.get(key)
+        if rec is None:
+            continue
+        if value == rec.baseline:
+            del vhids[key]
+        elif rec.target != rec.baseline:
+            vhids[key] = replace(rec, target=rec.baseline)
     return replace(mem, vhids=vhid_map(vhids))
 
 
@@ -282,7 +306,7 @@ def commands(policy: Policy, mem: Memory, inputs: Inputs) -> list[Effect]:
             return out
         per_iface: dict[str, dict[int, int]] = {}
         for key, rec in mem.vhids.items():
-            value = inputs.advskews.get(key)
+            value = inputs.advskews.get(key, inputs.others.get(key))
             if value is not None and value != rec.target:
                 per_iface.setdefault(key[0], {})[key[1]] = rec.target
         out.extend(SetAdvskew(iface, MappingProxyType(skews)) for iface, skews in per_iface.items())

@@ -79,6 +79,20 @@ def managed_advskews(view: HostView, config: Config) -> dict[VhidKey, int]:
     }
 
 
+def released_advskews(
+    view: HostView, config: Config, records: Mapping[VhidKey, object]
+) -> dict[VhidKey, int]:
+    """vhids carpd-py has a record of but does not manage (any more)."""
+    managed = {i.name for i in managed_carp(view, config)}
+    return {
+        (iface.name, node.vhid): node.advskew
+        for iface in view.carp
+        if iface.name not in managed and iface.carp is not None
+        for node in iface.carp.nodes
+        if (iface.name, node.vhid) in records
+    }
+
+
 def roles(view: HostView) -> dict[VhidKey, str]:
     return {
         (iface.name, node.vhid): node.state

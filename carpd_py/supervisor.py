@@ -30,6 +30,7 @@ from .rounds import (
     check_params,
     managed_advskews,
     policy_of,
+    released_advskews,
     role_changes,
     roles,
     sync_link_problem,
@@ -243,6 +244,7 @@ class Supervisor:
             now=self.wall(),
             advskews=managed_advskews(view, self.config) if view is not None else None,
             counter=view.group_demote.get(self.policy.group) if view is not None else None,
+            others=released_advskews(view, self.config, self.memory.vhids) if view else {},
         )
         memory, effects = d.decide(self.policy, self.memory, inputs)
         await self.apply(memory, effects, inputs.counter)
