@@ -284,7 +284,7 @@ class Supervisor:
         found = tuple(host_warnings(view, self.config))
         for w in found:
             if w not in self.warned:
-                self.log.notice("warning", detail=w)
+                self.log.notice("host needs attention", detail=w)
         self.warned = found
 
     # --- acting ------------------------------------------------------------------------

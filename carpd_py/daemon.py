@@ -1,0 +1,192 @@
+"""carpd-py [-dnv] [-f FILE]: the daemon, in ifstated(8)'s conventions.
+
+-d stays in the foreground and logs to stderr; without it, logs go to syslog. carpd-py does
+not fork itself (rc.d runs it with rc_bg=YES). SIGHUP reloads the config (a config that fails
+the check is logged and the old one keeps running); SIGTERM and SIGINT stop it, after an
+action under way has finished.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+from collections.abc import Sequence
+from dataclasses import replace
+from typing import Any
+
+import psutil
+import trio
+
+from . import __version__
+from .config import DEFAULT_PATH, Config, ConfigError, load_config
+from .hooks import HookRunner
+from .host import OpenBSDHost
+from .logsetup import Log, setup
+from .prober import Probes
+from .supervisor import Supervisor
+
+# Keys a reload cannot change in a running process: they need a restart.
+RESTART_ONLY = ("state_file", "metrics", "log", "control")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="carpd-py",
+        description="Demote an OpenBSD carp node on pfsync or upstream loss, restore it exactly.",
+    )
+    p.add_argument("-d", action="store_true", help="stay in the foreground, log to stderr")
+    p.add_argument("-n", action="store_true", help="check the configuration and exit")
+    p.add_argument("-v", action="count", default=0, help="more detail (debug)")
+    p.add_argument("-f", dest="file", metavar="FILE", default=DEFAULT_PATH,
+                   help=f"configuration file (default {DEFAULT_PATH})")  # fmt: skip
+    p.add_argument("-V", "--version", action="version", version=f"carpd-py {__version__}")
+    return p
+
+
+class Daemon:
+    """The imperative shell around the supervisor: signals, reload, the control requests."""
+
+    def __init__(self, config: Config, log: Log) -> None:
+        self.config = config
+        self.log = log
+        self.host = OpenBSDHost(config.platform, groups=(config.demote.group,))
+        self.probes = Probes(log)
+        self.hooks = HookRunner(config.hooks, log)
+        self.supervisor = Supervisor(
+            config, self.host, self.probes, log, boot_time=psutil.boot_time(), hooks=self.hooks
+        )
+        self._reloads: trio.MemorySendChannel[None] | None = None
+
+    # --- reload ------------------------------------------------------------------------
+
+    def check_reload(self) -> tuple[Config | None, list[str]]:
+        """Parse the file into a new config; on any problem keep the old one (like ifstated)."""
+        try:
+            new = load_config(self.config.path)
+        except ConfigError as exc:
+            return None, exc.problems
+        old = self.config
+        if new.demote.method != old.demote.method and self.supervisor.memory.demoted:
+            return None, [
+                f"{new.path}: demote.method: cannot change from {old.demote.method} to "
+                f"{new.demote.method} while demoted; restore first or restart"
+            ]
+        kept = [k for k in RESTART_ONLY if getattr(new, k) != getattr(old, k)]
+        if kept:
+            self.log.warning("reload: these need a restart and keep their old values", keys=kept)
+            new = replace(new, **{k: getattr(old, k) for k in kept})
+        return new, []
+
+    async def reload(self) -> list[str]:
+        new, problems = self.check_reload()
+        if new is None:
+            for problem in problems:
+                self.log.error("reload failed, keeping the old configuration", problem=problem)
+            return problems
+        self.config = new
+        self.host.platform = new.platform
+        self.host.groups = (new.demote.group,)
+        self.hooks.config = new.hooks
+        await self.probes.ensure(new)
+        self.supervisor.reconfigure(new)
+        self.log.notice("configuration reloaded", path=new.path)
+        return []
+
+    # --- control requests (see control.py) ---------------------------------------------
+
+    def status(self) -> dict[str, Any]:
+        from .status import status_document  # noqa: PLC0415 (control is optional at import)
+
+        return {"ok": True, "status": status_document(self.supervisor.status)}
+
+    def maintenance(self, on: bool) -> dict[str, Any]:
+        self.supervisor.set_maintenance(on)
+        return {"ok": True, "maintenance": on}
+
+    def reload_request(self) -> dict[str, Any]:
+        """carpctl reload: check now and answer; apply in the supervisor's nursery."""
+        new, problems = self.check_reload()
+        if new is None:
+            return {"ok": False, "error": "; ".join(problems), "problems": problems}
+        if self._reloads is None:
+            return {"ok": False, "error": "carpd-py is not running yet"}
+        try:
+            self._reloads.send_nowait(None)
+        except trio.WouldBlock:
+            return {"ok": False, "error": "reloads are already queued"}
+        return {"ok": True}
+
+    # --- running -----------------------------------------------------------------------
+
+    async def serve(self) -> None:
+        send, recv = trio.open_memory_channel[None](8)
+        self._reloads = send
+        with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
+            self.supervisor.load()
+            async with trio.open_nursery() as nursery:
+                await nursery.start(self.probes.run)
+                await self.probes.ensure(self.config)
+                await nursery.start(self.hooks.run)
+                await self._start_services(nursery)
+                nursery.start_soon(self._reloader, recv)
+                await nursery.start(self.supervisor.run)
+                async for signum in signals:
+                    if signum == signal.SIGHUP:
+                        send.send_nowait(None)
+                        continue
+                    self.log.notice("stopping", signal=signal.Signals(signum).name)
+                    break
+                nursery.cancel_scope.cancel()
+            await self.supervisor.shutdown()
+
+    async def _reloader(self, recv: trio.MemoryReceiveChannel[None]) -> None:
+        async for _ in recv:
+            await self.reload()
+
+    async def _start_services(self, nursery: trio.Nursery) -> None:
+        """The metrics endpoint and the control socket (operations)."""
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        config = load_config(args.file)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
+        return 1
+    if args.n:
+        print("configuration OK")
+        return 0
+    level = "debug" if args.v else config.log.level
+    trouble = setup(
+        level, foreground=args.d, syslog_socket=config.log.socket, facility=config.log.facility
+    )
+    log = Log()
+    if trouble:
+        log.error(trouble)
+    try:
+        trio.run(Daemon(config, log).serve)
+    except KeyboardInterrupt:  # ^C before the signal handler was in place
+        return 130
+    except Exception as exc:  # never a traceback; one line says what broke
+        leaves = _leaves(exc)
+        if all(isinstance(e, OSError) for e in leaves):
+            log.error("cannot run", error="; ".join(str(e) for e in leaves))
+            return 1
+        log.error("internal error, stopping", error="; ".join(repr(e) for e in leaves))
+        return 70  # EX_SOFTWARE
+    return 0
+
+
+def _leaves(exc: BaseException) -> list[BaseException]:
+    """The real errors inside trio's exception groups."""
+    inner = getattr(exc, "exceptions", None)
+    if not inner:
+        return [exc]
+    return [leaf for e in inner for leaf in _leaves(e)]
+
+
+if __name__ == "__main__":
+    sys.exit(main())
