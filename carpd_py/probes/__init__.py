@@ -1,0 +1,21 @@
+"""Probes: ICMP echo (one socket per address family), TCP connect, exec; and group rounds."""
+
+from ._addr import family_of
+from .exec import ExecResult, exec_probe
+from .group import ROUND_MARGIN, GroupResult, TargetProbe, TargetResult, probe_group
+from .icmp import Pinger, Pingers
+from .tcp import tcp_probe
+
+__all__ = [
+    "ROUND_MARGIN",
+    "ExecResult",
+    "GroupResult",
+    "Pinger",
+    "Pingers",
+    "TargetProbe",
+    "TargetResult",
+    "exec_probe",
+    "family_of",
+    "probe_group",
+    "tcp_probe",
+]

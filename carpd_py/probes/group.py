@@ -1,0 +1,98 @@
+"""One round of one upstream group: all its targets probed at once, each under its timeout.
+
+A target that hangs counts as not answering; it never holds the round up: the round ends
+within `timeout + margin` whatever the probes do (unless one shields itself from cancellation).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+
+import trio
+
+from ..config import ProbeMethod, UpstreamConfig
+from .exec import ExecResult, exec_probe
+from .tcp import tcp_probe
+
+ROUND_MARGIN = 0.25  # seconds a round may take past the group's timeout
+
+TargetProbe = Callable[[str, float], Awaitable["float | None"]]
+"""probe(address, timeout) -> seconds, or None for no answer; e.g. Pingers.ping."""
+
+
+@dataclass(frozen=True)
+class TargetResult:
+    target: str
+    rtt: float | None  # seconds; None: no answer within the timeout
+
+    @property
+    def answered(self) -> bool:
+        return self.rtt is not None
+
+
+@dataclass(frozen=True)
+class GroupResult:
+    name: str
+    method: ProbeMethod
+    good: bool  # answered >= min_up
+    answered: int  # targets that answered; for "exec": 1 if the command exited 0, else 0
+    min_up: int
+    targets: tuple[TargetResult, ...]  # in config order; () for "exec"
+    duration: float  # seconds the round took
+    command: ExecResult | None = None  # "exec" only
+
+
+async def probe_group(
+    upstream: UpstreamConfig, ping: TargetProbe | None = None, *, margin: float = ROUND_MARGIN
+) -> GroupResult:
+    """Probe every target of `upstream` concurrently and judge the round.
+
+    `ping` probes one address for method "icmp" (pass `Pingers.ping` or `Pinger.ping`);
+    ValueError if it is missing then. "tcp" uses tcp_probe, "exec" exec_probe.
+    """
+    start = trio.current_time()
+    deadline = upstream.timeout + margin
+    if upstream.method == "exec":
+        command = ExecResult(False, None, deadline, "", "round deadline passed")
+        with trio.move_on_after(deadline):
+            command = await exec_probe(upstream.command, upstream.timeout)
+        return GroupResult(upstream.name, upstream.method, command.ok, int(command.ok), 1, (),
+                           trio.current_time() - start, command)  # fmt: skip
+    probe = _target_probe(upstream, ping)
+    rtts = await _probe_all(upstream.targets, probe, upstream.timeout, deadline)
+    results = tuple(TargetResult(t, rtt) for t, rtt in zip(upstream.targets, rtts, strict=True))
+    answered = sum(r.answered for r in results)
+    return GroupResult(upstream.name, upstream.method, answered >= upstream.min_up, answered,
+                       upstream.min_up, results, trio.current_time() - start)  # fmt: skip
+
+
+def _target_probe(upstream: UpstreamConfig, ping: TargetProbe | None) -> TargetProbe:
+    if upstream.method == "icmp":
+        if ping is None:
+            raise ValueError(f'upstream {upstream.name}: method "icmp" needs a ping function')
+        return ping
+    port = upstream.port
+    if port is None:
+        raise ValueError(f'upstream {upstream.name}: method "tcp" needs a port')
+
+    async def connect(address: str, timeout: float) -> float | None:
+        return await tcp_probe(address, port, timeout)
+
+    return connect
+
+
+async def _probe_all(
+    targets: Sequence[str], probe: TargetProbe, timeout: float, deadline: float
+) -> list[float | None]:
+    rtts: list[float | None] = [None] * len(targets)
+
+    async def one(i: int) -> None:
+        with trio.move_on_after(timeout):
+            rtts[i] = await probe(targets[i], timeout)
+
+    with trio.move_on_after(deadline):
+        async with trio.open_nursery() as nursery:
+            for i in range(len(targets)):
+                nursery.start_soon(one, i)
+    return rtts
