@@ -1,0 +1,203 @@
+"""Real carpd-py daemons on a simulated pair: for the demo, the end-to-end tests, the benchmarks.
+
+Each node gets its own directory with `ifconfig` and `sysctl` executables over the shared
+world file, a config file, a state file, a control socket and a log; the daemon is the real
+`carpd-py` console script started as a process, exactly as rc.d would run it (with -d so its
+log can be read from a file).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .world import World
+
+
+def toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, str):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(toml_value(v) for v in value) + "]"
+    raise TypeError(f"cannot write {value!r} as TOML")
+
+
+def toml_document(doc: Mapping[str, Any]) -> str:
+    """A small TOML writer for our config shape: scalars, tables, arrays of tables."""
+    lines = [f"{k} = {toml_value(v)}" for k, v in doc.items() if not isinstance(v, (dict, list))]
+    for key, value in doc.items():
+        if isinstance(value, dict):
+            lines.append(f"\n[{key}]")
+            lines.extend(f"{k} = {toml_value(v)}" for k, v in value.items())
+        elif isinstance(value, list) and all(isinstance(v, dict) for v in value):
+            for table in value:
+                lines.append(f"\n[[{key}]]")
+                lines.extend(f"{k} = {toml_value(v)}" for k, v in table.items())
+        elif isinstance(value, list):
+            lines.insert(0, f"{key} = {toml_value(value)}")
+    return "\n".join(lines) + "\n"
+
+
+def console_script(name: str) -> str:
+    """The installed console script beside this interpreter (the venv's bin)."""
+    path = Path(sys.executable).parent / name
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: not installed (run `make venv`)")
+    return str(path)
+
+
+@dataclass
+class Node:
+    name: str
+    root: Path
+    ifconfig: str
+    sysctl: str
+    process: subprocess.Popen[bytes] | None = None
+    config: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def config_path(self) -> Path:
+        return self.root / "carpd-py.conf"
+
+    @property
+    def log_path(self) -> Path:
+        return self.root / "carpd-py.log"
+
+    @property
+    def state_path(self) -> Path:
+        return self.root / "state.json"
+
+    @property
+    def socket_path(self) -> Path:
+        return self.root / "control.sock"
+
+    def log(self) -> str:
+        try:
+            return self.log_path.read_text(encoding="utf-8", errors="replace")
+        except FileNotFoundError:
+            return ""
+
+
+def base_config(node: Node) -> dict[str, Any]:
+    """A fast-reacting config for the simulated node (sub-second interval, short hold-down)."""
+    return {
+        "interval": 0.2,
+        "state_file": str(node.state_path),
+        "demote": {"hold_down": 1.0},
+        "sync": {"interface": "pfsync0", "fall": 2, "rise": 2},
+        "metrics": {"listen": ""},
+        "log": {"level": "info"},
+        "control": {"socket": str(node.socket_path)},
+        "platform": {"ifconfig": node.ifconfig, "sysctl": node.sysctl, "command_timeout": 2.0},
+    }
+
+
+def merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in over.items():
+        if value is None:
+            out.pop(key, None)
+        elif isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+class Harness:
+    def __init__(self, root: str | os.PathLike[str], topology: str = "handbook") -> None:
+        self.root = Path(root)
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.world = World.create(self.root / "world.json", topology=topology)
+        self.nodes: dict[str, Node] = {}
+        for name in self.world.nodes():
+            directory = self.root / name
+            ifconfig, sysctl = self.world.install_bin(directory / "bin", name)
+            node = Node(name, directory, ifconfig, sysctl)
+            node.config = base_config(node)
+            self.nodes[name] = node
+
+    def configure(self, name: str, **over: Any) -> Path:
+        """Merge `over` into the node's config (None removes a key) and write it."""
+        node = self.nodes[name]
+        node.config = merge(node.config, over)
+        node.config_path.write_text(toml_document(node.config), encoding="utf-8")
+        return node.config_path
+
+    def start(self, name: str, *args: str) -> subprocess.Popen[bytes]:
+        node = self.nodes[name]
+        if not node.config_path.exists():
+            self.configure(name)
+        log = open(node.log_path, "ab")  # noqa: SIM115 (the daemon owns it while it runs)
+        argv = [console_script("carpd-py"), "-d", "-f", str(node.config_path), *args]
+        node.process = subprocess.Popen(argv, stdout=log, stderr=log, stdin=subprocess.DEVNULL)
+        log.close()
+        return node.process
+
+    def stop(self, name: str, sig: int = signal.SIGTERM, timeout: float = 10.0) -> int:
+        """Signal the daemon and wait for it; SIGKILL past the timeout. Returns its status."""
+        node = self.nodes[name]
+        proc = node.process
+        if proc is None:
+            return 0
+        if proc.poll() is None:
+            proc.send_signal(sig)
+            try:
+                proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout)
+        node.process = None
+        return proc.returncode
+
+    def stop_all(self) -> None:
+        for name in self.nodes:
+            self.stop(name)
+
+    def carpctl(
+        self, name: str, *args: str, timeout: float = 10.0
+    ) -> subprocess.CompletedProcess[str]:
+        node = self.nodes[name]
+        argv = [console_script("carpctl"), "-f", str(node.config_path), *args]
+        return subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
+
+    def roles(self, name: str) -> dict[str, str]:
+        """'carp0' (or 'carp2/1' for a multi-vhid interface) -> state, as ifconfig shows it."""
+        out: dict[str, str] = {}
+        for iface in self.world.view(name).carp:
+            assert iface.carp is not None
+            for n in iface.carp.nodes:
+                out[iface.name if not iface.carp.multi else f"{iface.name}/{n.vhid}"] = n.state
+        return out
+
+    def advskews(self, name: str) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for iface in self.world.view(name).carp:
+            assert iface.carp is not None
+            for n in iface.carp.nodes:
+                out[iface.name if not iface.carp.multi else f"{iface.name}/{n.vhid}"] = n.advskew
+        return out
+
+
+def wait_until(
+    predicate: Callable[[], bool], timeout: float, what: str, *, step: float = 0.05
+) -> float:
+    """Poll until `predicate()` holds; return the seconds it took, or raise TimeoutError."""
+    start = time.monotonic()
+    while True:
+        if predicate():
+            return time.monotonic() - start
+        if time.monotonic() - start > timeout:
+            raise TimeoutError(f"not within {timeout:g}s: {what}")
+        time.sleep(step)

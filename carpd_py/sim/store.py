@@ -1,0 +1,147 @@
+"""The state file: JSON, read under a shared lock, changed under an exclusive one.
+
+`STATE.lock` beside the state file is the lock (fcntl.flock, so it is per open file and dies
+with the process). A change is written to a temporary file in the same directory, fsynced and
+renamed over the state file, so a reader never sees half a file. The event log is a separate
+append-only file, `STATE.events` (one JSON object a line), so that reads of the interfaces do
+not parse the history; and what each node prints is kept in `STATE.NODE.printed` (see
+printed.py), so that a read-only ifconfig or sysctl parses only its own node's few strings.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+from contextlib import contextmanager
+
+from .errors import Exit
+
+TYPE_CHECKING = False  # the read path of the executables imports only json: see printed.py
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+    from typing import Any
+
+    from .events import SimEvent
+    from .state import WorldState
+
+
+class Store:
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = os.fspath(path)
+        self.lock_path = self.path + ".lock"
+        self.events_path = self.path + ".events"
+
+    @contextmanager
+    def _locked(self, mode: int) -> Iterator[None]:
+        fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        try:
+            fcntl.flock(fd, mode)
+            yield
+        finally:
+            os.close(fd)  # closing the descriptor releases the lock
+
+    def _load_raw(self) -> dict[str, Any]:
+        try:
+            with open(self.path, "rb") as f:
+                data: dict[str, Any] = json.load(f)
+        except FileNotFoundError:
+            raise FileNotFoundError(f"{self.path}: no such simulated world") from None
+        return data
+
+    def _load(self) -> WorldState:
+        from .state import WorldState  # noqa: PLC0415 (not on the read path)
+
+        return WorldState.from_json(self._load_raw())
+
+    def printed_path(self, node: str) -> str:
+        return f"{self.path}.{node}.printed"
+
+    def _replace(self, path: str, data: bytes) -> None:
+        """Write a temporary file beside `path`, fsync it, rename it over `path`."""
+        head, tail = os.path.split(path)
+        tmp = os.path.join(head, f".{tail}.{os.getpid()}.tmp")
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+
+    def _write(self, state: WorldState) -> None:
+        from .printed import printed_node  # noqa: PLC0415 (not on the read path)
+
+        for name, node in state.nodes.items():
+            printed = json.dumps(printed_node(node), separators=(",", ":")).encode()
+            self._replace(self.printed_path(name), printed)
+        self._replace(self.path, json.dumps(state.to_json(), separators=(",", ":")).encode())
+
+    def _append_events(self, events: list[SimEvent]) -> None:
+        if not events:
+            return
+        lines = "".join(json.dumps(e.to_json(), separators=(",", ":")) + "\n" for e in events)
+        fd = os.open(self.events_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o644)
+        try:
+            os.write(fd, lines.encode())
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    def read_printed(self, node: str) -> dict[str, Any]:
+        """What one node prints (see printed.py); KeyError for a node the world lacks."""
+        with self._locked(fcntl.LOCK_SH):
+            try:
+                with open(self.printed_path(node), "rb") as f:
+                    data: dict[str, Any] = json.load(f)
+            except FileNotFoundError:
+                if not os.path.exists(self.path):
+                    raise FileNotFoundError(f"{self.path}: no such simulated world") from None
+                raise KeyError(node) from None
+            return data
+
+    def read(self) -> WorldState:
+        """A consistent copy of the world, for reading only."""
+        with self._locked(fcntl.LOCK_SH):
+            return self._load()
+
+    @contextmanager
+    def transaction(self) -> Iterator[tuple[WorldState, list[SimEvent]]]:
+        """Read, let the caller change the world and add events, write it all back.
+
+        The write happens even when the body raises `Exit` (a command that failed half way:
+        what its earlier ioctls did stays done, as on the real system); any other exception
+        discards the change.
+        """
+        with self._locked(fcntl.LOCK_EX):
+            state = self._load()
+            events: list[SimEvent] = []
+            try:
+                yield state, events
+            except Exit:
+                self._append_events(events)
+                self._write(state)
+                raise
+            self._append_events(events)
+            self._write(state)
+
+    def create(self, state: WorldState, events: list[SimEvent]) -> None:
+        """Write a new world, replacing any old one and its event log."""
+        os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
+        with self._locked(fcntl.LOCK_EX):
+            with open(self.events_path, "wb"):
+                pass  # a new, empty log
+            head, tail = os.path.split(self.path)
+            for name in os.listdir(head or "."):  # the printed files of an older world
+                if name.startswith(f"{tail}.") and name.endswith(".printed"):
+                    os.unlink(os.path.join(head, name))
+            self._append_events(events)
+            self._write(state)
+
+    def events(self) -> list[SimEvent]:
+        from .events import SimEvent  # noqa: PLC0415 (not on the read path)
+
+        with self._locked(fcntl.LOCK_SH):
+            try:
+                with open(self.events_path, "rb") as f:
+                    return [SimEvent.from_json(json.loads(line)) for line in f if line.strip()]
+            except FileNotFoundError:
+                return []

@@ -1,0 +1,187 @@
+"""`World`: the simulated pair of OpenBSD nodes that tests, benchmarks and the demo drive.
+
+    world = World.create(path, topology="handbook")
+    ifconfig, sysctl = world.install_bin(tmpdir, node="A")   # real executables for host.py
+    world.set_link("A", "em2", up=False)                       # pull the sync cable
+    world.view("B")                                            # what B's ifconfig now says
+
+Every change goes through the state file under its lock, so the executables (other processes)
+and this object always see the same world.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import carpd_py
+
+from ..model import HostView
+from .events import SimEvent
+from .ifconfig_cmd import run_ifconfig
+from .kernel import Kernel
+from .printed import Result
+from .state import ETHER, SYSCTL_ORDER, WorldState
+from .store import Store
+from .sysctl_cmd import run_sysctl
+from .topology import named
+from .view import host_view
+
+Clock = Callable[[], float]
+
+_SCRIPT = '''#!{python} -IS
+"""The simulated `{tool}` of node {node} of {state} (carpd-py's simulated OpenBSD host)."""
+import sys
+sys.path.insert(0, {root!r})
+from carpd_py.sim.cli import run_tool
+sys.exit(run_tool({tool!r}, {state!r}, {node!r}, sys.argv[1:]))
+'''
+
+
+class World:
+    """A simulated world of one or two OpenBSD nodes kept in a JSON state file."""
+
+    def __init__(self, path: str | os.PathLike[str], *, clock: Clock = time.time) -> None:
+        self.path = Path(path).resolve()
+        self.clock = clock
+        self._store = Store(self.path)
+        if not self.path.exists():
+            raise FileNotFoundError(f"{self.path}: no such simulated world")
+
+    @classmethod
+    def create(
+        cls,
+        path: str | os.PathLike[str],
+        topology: str | WorldState = "handbook",
+        *,
+        clock: Clock = time.time,
+    ) -> World:
+        """Write a new world (replacing any at `path`) and boot it: elections run, logged."""
+        if isinstance(topology, str):
+            state = named(topology)
+        else:
+            state = WorldState.from_json(topology.to_json())  # a copy: the caller keeps theirs
+            for name in state.nodes:
+                if not name.isalnum():
+                    raise ValueError(f"node name {name!r}: letters and digits only")
+        events: list[SimEvent] = []
+        Kernel(state, events, clock()).settle()
+        Store(path).create(state, events)
+        return cls(path, clock=clock)
+
+    # --- changing the world ----------------------------------------------------------------
+
+    @contextmanager
+    def modify(self) -> Iterator[WorldState]:
+        """Change the state directly (tests); the kernel settles when the block ends."""
+        with self._store.transaction() as (state, events):
+            yield state
+            Kernel(state, events, self.clock()).settle()
+
+    def set_link(self, node: str, ifname: str, up: bool) -> None:
+        """Carrier on or off on a physical interface (the cable, not `ifconfig down`)."""
+        with self.modify() as state:
+            iface = state.node(node).get(ifname)
+            if iface is None or iface.kind != ETHER:
+                raise ValueError(f"node {node}: {ifname} is not a physical interface")
+            iface.carrier = up
+
+    def sysctl_set(self, node: str, name: str, value: int) -> int:
+        """Set net.inet.carp.NAME as root would (`sysctl net.inet.carp.preempt=1`).
+
+        NAME may be given with or without `net.inet.carp.`. Returns the previous value.
+        """
+        leaf = name.removeprefix("net.inet.carp.")
+        if leaf not in SYSCTL_ORDER:
+            raise ValueError(f"no sysctl net.inet.carp.{leaf} (known: {', '.join(SYSCTL_ORDER)})")
+        with self.modify() as state:
+            values = state.node(node).sysctl
+            old, values[leaf] = values[leaf], int(value)
+        return old
+
+    def set_fault(
+        self,
+        node: str,
+        *,
+        hang: float | None = None,
+        garbage: bool | None = None,
+        unprivileged: bool | None = None,
+    ) -> None:
+        """Make a node's executables hang, print garbage, or run as a non-root user."""
+        with self._store.transaction() as (state, _):
+            n = state.node(node)
+            if hang is not None:
+                n.hang = float(hang)
+            if garbage is not None:
+                n.garbage = garbage
+            if unprivileged is not None:
+                n.unprivileged = unprivileged
+
+    def ifconfig(self, node: str, *args: str) -> Result:
+        """Run `ifconfig ARGS` on a node in this process (no hang, no garbage)."""
+        return self._run(run_ifconfig, node, args)
+
+    def sysctl(self, node: str, *args: str) -> Result:
+        """Run `sysctl ARGS` on a node in this process (no hang, no garbage)."""
+        return self._run(run_sysctl, node, args)
+
+    def _run(
+        self, program: Callable[[Kernel, str, list[str]], Result], node: str, args: Iterable[str]
+    ) -> Result:
+        with self._store.transaction() as (state, events):
+            return program(Kernel(state, events, self.clock()), node, list(args))
+
+    # --- reading ---------------------------------------------------------------------------
+
+    def read(self) -> WorldState:
+        """A copy of the whole state (changing it changes nothing)."""
+        return self._store.read()
+
+    def nodes(self) -> tuple[str, ...]:
+        return tuple(self.read().nodes)
+
+    def view(self, node: str, groups: Iterable[str] | None = ("carp",)) -> HostView:
+        """What ifconfig, ifconfig -g GROUP and sysctl net.inet.carp show now, as the model."""
+        return host_view(self.read().node(node), groups)
+
+    def state(self, node: str, ifname: str, vhid: int | None = None) -> str:
+        """The carp state of one vhid (the first one by default): INIT, BACKUP or MASTER."""
+        iface = self.read().node(node).get(ifname)
+        if iface is None or iface.carp is None:
+            raise ValueError(f"node {node}: {ifname} is not a carp interface")
+        for vhe in iface.carp.vhosts:
+            if vhid is None or vhe.vhid == vhid:
+                return vhe.state
+        raise ValueError(f"node {node}: {ifname} has no vhid {vhid}")
+
+    def demote_count(self, node: str, group: str = "carp") -> int:
+        return self.read().node(node).group_demote.get(group, 0)
+
+    def events(self) -> list[SimEvent]:
+        """Every kernel log line so far, oldest first, logged or not at the node's log level."""
+        return self._store.events()
+
+    # --- executables -----------------------------------------------------------------------
+
+    def install_bin(self, directory: str | os.PathLike[str], node: str = "A") -> tuple[str, str]:
+        """Write `ifconfig` and `sysctl` for one node into `directory`; return their paths."""
+        self.read().node(node)  # KeyError for a node that does not exist
+        target = Path(directory)
+        target.mkdir(parents=True, exist_ok=True)
+        root = str(Path(carpd_py.__file__).resolve().parent.parent)
+        paths = []
+        for tool in ("ifconfig", "sysctl"):
+            path = target / tool
+            text = _SCRIPT.format(
+                python=sys.executable, tool=tool, node=node, state=str(self.path), root=root
+            )
+            tmp = path.with_name(f".{tool}.{os.getpid()}.tmp")
+            tmp.write_text(text)
+            tmp.chmod(0o755)
+            os.replace(tmp, path)
+            paths.append(str(path))
+        return paths[0], paths[1]
