@@ -16,6 +16,7 @@ from collections.abc import Mapping, Sequence
 import trio
 
 from .config import PlatformConfig
+from .excgroup import leaves
 from .model import HostView, Interface
 from .parse import ParseError, parse_group, parse_ifconfig, parse_sysctl
 from .run import Completed, RunTimeout, run
@@ -140,12 +141,19 @@ class OpenBSDHost:
         """One read of the host. With sysctl=False the last sysctl values are reused."""
         found: dict[str, object] = {}
         demote: dict[str, int] = {}
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(self._read_ifconfig, found)
-            for group in self.groups:
-                nursery.start_soon(self._read_group, group, demote)
-            if sysctl or not self._sysctl:
-                nursery.start_soon(self._read_sysctl)
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._read_ifconfig, found)
+                for group in self.groups:
+                    nursery.start_soon(self._read_group, group, demote)
+                if sysctl or not self._sysctl:
+                    nursery.start_soon(self._read_sysctl)
+        except Exception as exc:
+            # The commands run at once; the caller wants the first failure, not trio's group.
+            errors = leaves(exc)
+            if all(isinstance(e, HostError) for e in errors):
+                raise errors[0] from None
+            raise
         interfaces = found["ifconfig"]
         assert isinstance(interfaces, tuple)
         view = HostView(interfaces=interfaces, group_demote=demote, sysctl=dict(self._sysctl))
