@@ -1,0 +1,178 @@
+"""What `carpctl status` shows: the daemon's view as a document, and as text for people.
+
+Pure: a supervisor `Status` in, plain JSON-able data out. The document (every key always
+present, so that scripts need no `in` tests):
+
+    version      carpd-py's version
+    method       "advskew" or "carpdemote"
+    demoted      bool
+    reasons      the reasons in force: "sync", "upstream:<name>", "maintenance"; [] when none
+    maintenance  bool: the maintenance flag (the demotion follows at the next round)
+    since        when the demotion was applied, ISO-8601 UTC ("2025-11-25T01:48:20Z"), or null
+    since_epoch  the same in seconds since the epoch, or null
+    checks       name -> {"up": true/false/null, "good": n, "bad": n, "detail": str or null}
+    carp         one entry per vhid, as in `carpctl inspect` ([] before the first host read)
+    baselines    [{interface, vhid, baseline, target, seen, held}], held: target != baseline
+    share        method carpdemote: {group, counter, share, target}; null with advskew
+    warnings     what an admin must fix; the last host read's failure first
+    started      when the daemon started, ISO-8601 UTC
+    updated      when the last round ended, ISO-8601 UTC, or null before the first
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from datetime import datetime, timezone
+from typing import Any
+
+from . import __version__
+from .inspect import inspect_report
+from .supervisor import Status
+
+
+def iso_utc(when: float | None) -> str | None:
+    """Seconds since the epoch as ISO-8601 UTC to the second, "2025-11-25T01:48:20Z"."""
+    if when is None:
+        return None
+    try:
+        return datetime.fromtimestamp(when, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    except (OverflowError, OSError, ValueError):  # out of range, or nan
+        return None
+
+
+def _natural(name: str) -> tuple[str, int]:
+    """carp2 before carp10."""
+    m = re.fullmatch(r"(.*?)(\d*)", name)
+    assert m is not None
+    return m[1], int(m[2]) if m[2] else -1
+
+
+def status_document(status: Status) -> dict[str, Any]:
+    config, memory = status.config, status.memory
+    checks = {
+        name: {"up": c.up, "good": c.good, "bad": c.bad, "detail": status.details.get(name)}
+        for name, c in status.checks.items()
+    }
+    baselines = [
+        {
+            "interface": iface,
+            "vhid": vhid,
+            "baseline": rec.baseline,
+            "target": rec.target,
+            "seen": rec.seen,
+            "held": rec.target != rec.baseline,
+        }
+        for (iface, vhid), rec in sorted(
+            memory.vhids.items(), key=lambda kv: (_natural(kv[0][0]), kv[0][1])
+        )
+    ]
+    share: dict[str, Any] | None = None
+    if config.demote.method == "carpdemote":
+        group = config.demote.group
+        share = {
+            "group": group,
+            "counter": status.view.group_demote.get(group) if status.view is not None else None,
+            "share": memory.share,
+            "target": memory.share_target,
+        }
+    warnings: list[str] = []
+    if status.read_error is not None:
+        warnings.append(f"the last host read failed: {status.read_error}")
+    warnings.extend(status.warnings)
+    warnings.extend(
+        f"{iface} vhid {vhid}: looked demoted already with no recorded baseline: "
+        "left unmanaged until its advskew is set by hand"
+        for iface, vhid in sorted(memory.refused, key=lambda k: (_natural(k[0]), k[1]))
+    )
+    return {
+        "version": __version__,
+        "method": config.demote.method,
+        "demoted": memory.demoted,
+        "reasons": list(memory.reasons),
+        "maintenance": memory.maintenance,
+        "since": iso_utc(memory.since),
+        "since_epoch": memory.since if iso_utc(memory.since) is not None else None,
+        "checks": checks,
+        "carp": inspect_report(status.view, config)["carp"] if status.view is not None else [],
+        "baselines": baselines,
+        "share": share,
+        "warnings": warnings,
+        "started": iso_utc(status.started),
+        "updated": iso_utc(status.updated),
+    }
+
+
+def _table(rows: Sequence[Sequence[str]]) -> list[str]:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return ["  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip() for r in rows]
+
+
+def headline(doc: dict[str, Any]) -> str:
+    """DEMOTED (sync, maintenance) since 2025-11-25T01:48:20Z, or not demoted."""
+    if doc["demoted"]:
+        why = ", ".join(doc["reasons"]) or "no reason left, waiting for the hold-down"
+        since = f" since {doc['since']}" if doc["since"] else ""
+        return f"DEMOTED ({why}){since}"
+    if doc["maintenance"]:
+        return "not demoted (maintenance is on: the demotion is pending)"
+    return "not demoted"
+
+
+def format_status(doc: dict[str, Any]) -> str:
+    """The document for people: a headline, the checks, the carp table, then other facts."""
+    lines = [headline(doc)]
+    updated = doc["updated"] or "none yet"
+    lines.append(
+        f"carpd-py {doc['version']}, method {doc['method']}, "
+        f"started {doc['started']}, last round {updated}"
+    )
+    if doc["checks"]:
+        rows: list[tuple[str, ...]] = [("CHECK", "VERDICT", "GOOD", "BAD", "DETAIL")]
+        for name, c in doc["checks"].items():
+            verdict = {True: "up", False: "DOWN", None: "pending"}[c["up"]]
+            rows.append((name, verdict, str(c["good"]), str(c["bad"]), c["detail"] or "-"))
+        lines.extend(_table(rows))
+    else:
+        lines.append("checks: none configured")
+
+    records = {(b["interface"], b["vhid"]): b for b in doc["baselines"]}
+    if doc["carp"]:
+        head = ("INTERFACE", "VHID", "STATE", "ADVSKEW", "BASELINE", "CARPDEV", "STATUS", "MANAGED")
+        rows = [head]
+        for c in doc["carp"]:
+            rec = records.pop((c["interface"], c["vhid"]), None)
+            baseline = "-" if rec is None else str(rec["baseline"])
+            if rec is not None and rec["held"]:
+                baseline += " (held)"
+            rows.append(
+                (
+                    c["interface"],
+                    str(c["vhid"]),
+                    c["state"],
+                    str(c["advskew"]),
+                    baseline,
+                    c["carpdev"] or "none",
+                    c["status"] or "-",
+                    "yes" if c["managed"] else "no",
+                )
+            )
+        lines.extend(_table(rows))
+    elif doc["updated"] is None:
+        lines.append("(the host has not been read yet)")
+    else:
+        lines.append("(no carp interface with a vhid)")
+    for b in records.values():  # recorded, but not in the last read
+        held = f" (held at {b['target']})" if b["held"] else ""
+        lines.append(
+            f"baseline {b['interface']} vhid {b['vhid']}: {b['baseline']}{held}, not on the host"
+        )
+    share = doc["share"]
+    if share is not None:
+        counter = "unknown" if share["counter"] is None else str(share["counter"])
+        want = f" (want {share['target']})" if share["target"] != share["share"] else ""
+        lines.append(
+            f"group {share['group']}: demote count {counter}, our share {share['share']}{want}"
+        )
+    lines.extend(f"warning: {w}" for w in doc["warnings"])
+    return "\n".join(lines) + "\n"
