@@ -13,6 +13,7 @@ import signal
 import sys
 from collections.abc import Sequence
 from dataclasses import replace
+from functools import partial
 from typing import Any
 
 import psutil
@@ -20,6 +21,8 @@ import trio
 
 from . import __version__
 from .config import DEFAULT_PATH, Config, ConfigError, load_config
+from .control import ControlSocketError, RequestError, SupervisorControl, serve_control
+from .excgroup import leaves
 from .hooks import HookRunner
 from .host import OpenBSDHost
 from .logsetup import Log, setup
@@ -95,27 +98,18 @@ class Daemon:
 
     # --- control requests (see control.py) ---------------------------------------------
 
-    def status(self) -> dict[str, Any]:
-        from .status import status_document  # noqa: PLC0415 (control is optional at import)
-
-        return {"ok": True, "status": status_document(self.supervisor.status)}
-
-    def maintenance(self, on: bool) -> dict[str, Any]:
-        self.supervisor.set_maintenance(on)
-        return {"ok": True, "maintenance": on}
-
     def reload_request(self) -> dict[str, Any]:
         """carpctl reload: check now and answer; apply in the supervisor's nursery."""
         new, problems = self.check_reload()
         if new is None:
-            return {"ok": False, "error": "; ".join(problems), "problems": problems}
+            raise RequestError("the new configuration is refused: " + "; ".join(problems))
         if self._reloads is None:
-            return {"ok": False, "error": "carpd-py is not running yet"}
+            raise RequestError("carpd-py is not running yet")
         try:
             self._reloads.send_nowait(None)
         except trio.WouldBlock:
-            return {"ok": False, "error": "reloads are already queued"}
-        return {"ok": True}
+            raise RequestError("reloads are already queued") from None
+        return {"reloaded": new.path}
 
     # --- running -----------------------------------------------------------------------
 
@@ -145,7 +139,11 @@ class Daemon:
             await self.reload()
 
     async def _start_services(self, nursery: trio.Nursery) -> None:
-        """The metrics endpoint and the control socket (operations)."""
+        """The control socket and the metrics endpoint."""
+        control = SupervisorControl(self.supervisor, self.reload_request)
+        await nursery.start(
+            partial(serve_control, self.config.control.socket, control, log=self.log)
+        )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -171,21 +169,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:  # ^C before the signal handler was in place
         return 130
     except Exception as exc:  # never a traceback; one line says what broke
-        leaves = _leaves(exc)
-        if all(isinstance(e, OSError) for e in leaves):
-            log.error("cannot run", error="; ".join(str(e) for e in leaves))
+        errors = leaves(exc)
+        if all(isinstance(e, ControlSocketError) for e in errors):
+            log.error("cannot open the control socket", error="; ".join(map(str, errors)))
             return 1
-        log.error("internal error, stopping", error="; ".join(repr(e) for e in leaves))
+        if all(isinstance(e, OSError) for e in errors):
+            log.error("cannot run", error="; ".join(str(e) for e in errors))
+            return 1
+        log.error("internal error, stopping", error="; ".join(repr(e) for e in errors))
         return 70  # EX_SOFTWARE
     return 0
-
-
-def _leaves(exc: BaseException) -> list[BaseException]:
-    """The real errors inside trio's exception groups."""
-    inner = getattr(exc, "exceptions", None)
-    if not inner:
-        return [exc]
-    return [leaf for e in inner for leaf in _leaves(e)]
 
 
 if __name__ == "__main__":

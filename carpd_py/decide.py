@@ -1,8 +1,9 @@
 """The decision step: pure, like h11's state machine. No trio, no clock, no subprocess.
 
 `decide(policy, memory, inputs)` returns the new memory and the effects to carry out, in order.
-The shell persists the new memory durably BEFORE it runs any command among the effects, and
-reports each command that succeeded back through `confirm_*`, which only updates `seen`.
+The memory it returns already records the commands among the effects as sent; the shell
+persists it durably BEFORE it runs any of them, and reports each command that succeeded
+through `confirm`. The outcome of one that failed is learned from the next read.
 
 The rule, in one place:
 
@@ -48,6 +49,7 @@ class VhidRecord:
     baseline: int  # the operator's advskew, restored on recovery
     target: int  # what carpd-py wants on the host now
     seen: int | None  # what carpd-py last saw (or set) on the host; None: not seen since boot
+    sent: int | None = None  # a value carpd-py commanded whose outcome it has not learned yet
 
 
 def vhid_map(m: Mapping[VhidKey, VhidRecord] | None = None) -> Mapping[VhidKey, VhidRecord]:
@@ -66,7 +68,8 @@ class Memory:
     refused: frozenset[VhidKey] = frozenset()  # look demoted already, with no record: unmanaged
     share: int = 0  # carpdemote: our share now in the group counter
     share_target: int = 0  # carpdemote: the share we want there
-    share_counter_before: int | None = None  # the counter just before our last change
+    share_pending: int = 0  # a change of ours whose outcome we have not learned yet
+    share_counter_before: int | None = None  # the counter just before that change
 
 
 @dataclass(frozen=True)
@@ -208,7 +211,8 @@ def decide(policy: Policy, memory: Memory, inputs: Inputs) -> tuple[Memory, tupl
             effects.append(ReasonsChanged(mem.reasons, reasons))
             mem = replace(mem, reasons=reasons)
 
-    effects.extend(commands(policy, mem, inputs))
+    mem, todo = plan(policy, mem, inputs)
+    effects.extend(todo)
     return mem, tuple(effects)
 
 
@@ -228,22 +232,41 @@ def _observe_vhids(
                     refused.add(key)
                     effects.append(Refuse(key, value))
                 continue
+            # A new vhid that appears while the node is demoted is demoted with the others;
+            # a refused one that the admin fixed by hand is a hand change: left as set.
+            held = mem.demoted and key not in refused
             refused.discard(key)
-            # A vhid that appears while the node is demoted is demoted with the others.
-            target = policy.advskew if mem.demoted else value
+            target = _demoted(policy, value) if held else value
             vhids[key] = VhidRecord(baseline=value, target=target, seen=value)
             effects.append(Manage(key, value))
-        elif value == rec.target:
-            if rec.seen != value:
-                vhids[key] = replace(rec, seen=value)
-        elif rec.seen is None and value >= policy.advskew:
-            # Not seen since boot and it looks demoted: not by us. Restore the baseline.
-            vhids[key] = replace(rec, target=rec.baseline, seen=value)
-        elif value != rec.seen:
+            continue
+        if rec.sent is not None:
+            # The outcome of our last command is known now: it was applied or it was not.
+            rec = replace(rec, seen=value if value == rec.sent else rec.seen, sent=None)
+        if value in (rec.target, rec.seen):
+            # In place, or our command has not taken effect yet (it is retried).
+            rec = replace(rec, seen=value)
+        elif rec.seen is None:
+            # First sight since boot, of a value that is neither baseline nor target.
+            if value >= policy.advskew:  # looks demoted, not by us: back to the baseline
+                rec = replace(rec, seen=value)
+            else:  # hostname.if changed: the boot value is the operator's
+                held = rec.target != rec.baseline
+                target = _demoted(policy, value) if held else value
+                rec = VhidRecord(baseline=value, target=target, seen=value)
+                effects.append(Adopt(key, mem.vhids[key].baseline, value, released=False))
+        else:
             held = rec.target != rec.baseline
-            vhids[key] = VhidRecord(baseline=value, target=value, seen=value)
             effects.append(Adopt(key, rec.baseline, value, released=held))
+            rec = VhidRecord(baseline=value, target=value, seen=value)
+        if rec != vhids[key]:
+            vhids[key] = rec
     return replace(mem, vhids=vhid_map(vhids), refused=frozenset(refused))
+
+
+def _demoted(policy: Policy, baseline: int) -> int:
+    """The demoted advskew of a vhid: never lower than its baseline (lower would promote it)."""
+    return max(baseline, policy.advskew)
 
 
 def _hold(policy: Policy, mem: Memory, managed: Mapping[VhidKey, int] | None) -> Memory:
@@ -252,7 +275,9 @@ def _hold(policy: Policy, mem: Memory, managed: Mapping[VhidKey, int] | None) ->
     if policy.method == "carpdemote":
         return replace(mem, share_target=policy.carpdemote)
     vhids = {
-        key: replace(rec, target=policy.advskew) if managed is None or key in managed else rec
+        key: replace(rec, target=_demoted(policy, rec.baseline))
+        if managed is None or key in managed
+        else rec
         for key, rec in mem.vhids.items()
     }
     return replace(mem, vhids=vhid_map(vhids))
@@ -286,15 +311,20 @@ def release(policy: Policy, mem: Memory) -> Memory:
 
 
 def _observe_share(policy: Policy, mem: Memory, counter: int, effects: list[Effect]) -> Memory:
-    # A change of ours whose outcome we did not learn (timeout, crash): the counter tells.
-    before = mem.share_counter_before
-    pending = mem.share_target - mem.share
-    if pending and before is not None and counter - before == pending:
-        mem = replace(mem, share=mem.share_target, share_counter_before=None)
+    if mem.share_pending:
+        # A change of ours whose outcome we did not learn (timeout, crash): the counter tells.
+        # The kernel may have moved the counter too (by 1, or 32 for a bulk update): take the
+        # explanation that leaves the smaller part unexplained.
+        moved = counter - (mem.share_counter_before or 0)
+        applied = abs(moved - mem.share_pending) <= abs(moved)
+        share = mem.share + mem.share_pending if applied else mem.share
+        mem = replace(mem, share=share, share_pending=0, share_counter_before=None)
     if counter < mem.share:
-        # Someone (an operator, or a reboot) took our share away: adopt, do not fight.
+        # Someone took our share away (an operator; a reboot is handled by after_reboot).
+        # How much of what is left is the kernel's cannot be known, so none of it is taken
+        # for ours: carpd-py never touches the kernel's part. Released until the next edge.
         effects.append(ShareAdopted(policy.group, mem.share, counter))
-        mem = replace(mem, share=counter, share_target=counter, share_counter_before=None)
+        mem = replace(mem, share=0, share_target=0)
     return mem
 
 
@@ -310,16 +340,26 @@ def commands(policy: Policy, mem: Memory, inputs: Inputs) -> list[Effect]:
             if value is not None and value != rec.target:
                 per_iface.setdefault(key[0], {})[key[1]] = rec.target
         out.extend(SetAdvskew(iface, MappingProxyType(skews)) for iface, skews in per_iface.items())
-    elif inputs.counter is not None and mem.share != mem.share_target:
+    elif inputs.counter is not None and mem.share != mem.share_target and not mem.share_pending:
         out.append(CarpDemote(policy.group, mem.share_target - mem.share))
     return out
 
 
-def before_command(mem: Memory, effect: Effect, counter: int | None) -> Memory:
-    """What to persist just before a carpdemote command: the counter it starts from."""
-    if isinstance(effect, CarpDemote):
-        return replace(mem, share_counter_before=counter)
-    return mem
+def plan(policy: Policy, mem: Memory, inputs: Inputs) -> tuple[Memory, list[Effect]]:
+    """The commands to run, and the memory that records them as sent. The shell persists
+    that memory before it runs them, so their outcome can be learned from the host even if a
+    command times out or carpd-py dies half-way."""
+    todo = commands(policy, mem, inputs)
+    for effect in todo:
+        if isinstance(effect, CarpDemote):
+            mem = replace(mem, share_pending=effect.delta, share_counter_before=inputs.counter)
+        elif isinstance(effect, SetAdvskew):
+            vhids = dict(mem.vhids)
+            for vhid, skew in effect.skews.items():
+                key = (effect.interface, vhid)
+                vhids[key] = replace(vhids[key], sent=skew)
+            mem = replace(mem, vhids=vhid_map(vhids))
+    return mem, todo
 
 
 def confirm(mem: Memory, effect: Effect) -> Memory:
@@ -329,10 +369,12 @@ def confirm(mem: Memory, effect: Effect) -> Memory:
         for vhid, skew in effect.skews.items():
             key = (effect.interface, vhid)
             if key in vhids:
-                vhids[key] = replace(vhids[key], seen=skew)
+                vhids[key] = replace(vhids[key], seen=skew, sent=None)
         return replace(mem, vhids=vhid_map(vhids))
     if isinstance(effect, CarpDemote):
-        return replace(mem, share=mem.share + effect.delta, share_counter_before=None)
+        return replace(
+            mem, share=mem.share + effect.delta, share_pending=0, share_counter_before=None
+        )
     return mem
 
 

@@ -6,8 +6,10 @@ The JSON form is versioned and readable by people:
 
     {"version": 1, "boot_time": 1764036000.0,
      "demoted": true, "since": 1764036100.5, "reasons": ["sync"], "maintenance": false,
-     "vhids": [{"interface": "carp0", "vhid": 10, "baseline": 0, "target": 240, "seen": 240}],
-     "refused": [], "share": 0, "share_target": 0, "share_counter_before": null}
+     "vhids": [{"interface": "carp0", "vhid": 10, "baseline": 0, "target": 240, "seen": 240,
+                "sent": null}],
+     "refused": [], "share": 0, "share_target": 0, "share_pending": 0,
+     "share_counter_before": null}
 """
 
 from __future__ import annotations
@@ -45,12 +47,20 @@ def to_json(memory: Memory, boot_time: float) -> dict[str, Any]:
         "reasons": list(memory.reasons),
         "maintenance": memory.maintenance,
         "vhids": [
-            {"interface": i, "vhid": v, "baseline": r.baseline, "target": r.target, "seen": r.seen}
+            {
+                "interface": i,
+                "vhid": v,
+                "baseline": r.baseline,
+                "target": r.target,
+                "seen": r.seen,
+                "sent": r.sent,
+            }
             for (i, v), r in sorted(memory.vhids.items())
         ],
         "refused": [{"interface": i, "vhid": v} for i, v in sorted(memory.refused)],
         "share": memory.share,
         "share_target": memory.share_target,
+        "share_pending": memory.share_pending,
         "share_counter_before": memory.share_counter_before,
     }
 
@@ -77,7 +87,9 @@ def from_json(doc: Any) -> tuple[Memory, float | None]:
         vhids: dict[tuple[str, int], VhidRecord] = {}
         for v in doc.get("vhids", []):
             key = (str(v["interface"]), _int(v, "vhid"))
-            vhids[key] = VhidRecord(_int(v, "baseline"), _int(v, "target"), _opt_int(v, "seen"))
+            vhids[key] = VhidRecord(
+                _int(v, "baseline"), _int(v, "target"), _opt_int(v, "seen"), _opt_int(v, "sent")
+            )
         refused = doc.get("refused", [])
         since = doc.get("since")
         boot = doc.get("boot_time")
@@ -90,6 +102,7 @@ def from_json(doc: Any) -> tuple[Memory, float | None]:
             refused=frozenset((str(r["interface"]), _int(r, "vhid")) for r in refused),
             share=_opt_int(doc, "share") or 0,
             share_target=_opt_int(doc, "share_target") or 0,
+            share_pending=_opt_int(doc, "share_pending") or 0,
             share_counter_before=_opt_int(doc, "share_counter_before"),
         )
     except (KeyError, TypeError, ValueError, AttributeError) as exc:

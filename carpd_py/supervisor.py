@@ -247,7 +247,7 @@ class Supervisor:
             others=released_advskews(view, self.config, self.memory.vhids) if view else {},
         )
         memory, effects = d.decide(self.policy, self.memory, inputs)
-        await self.apply(memory, effects, inputs.counter)
+        await self.apply(memory, effects)
         self.telemetry.polls += 1
         self.telemetry.poll_durations.observe(trio.current_time() - started)
         self.publish()
@@ -289,9 +289,7 @@ class Supervisor:
 
     # --- acting ------------------------------------------------------------------------
 
-    async def apply(
-        self, memory: d.Memory, effects: tuple[d.Effect, ...], counter: int | None
-    ) -> None:
+    async def apply(self, memory: d.Memory, effects: tuple[d.Effect, ...]) -> None:
         self.persist(memory)
         for effect in effects:
             if not isinstance(effect, d.COMMANDS):
@@ -302,7 +300,6 @@ class Supervisor:
         budget = self.config.platform.command_timeout * (len(commands) + 1)
         with trio.CancelScope(shield=True, deadline=trio.current_time() + budget):
             for effect in commands:
-                self.persist(d.before_command(self.memory, effect, counter))
                 if await self._command(effect):
                     self.persist(d.confirm(self.memory, effect))
 
@@ -447,4 +444,5 @@ class Supervisor:
             counter=view.group_demote.get(self.policy.group),
         )
         self.log.notice("restore_on_exit: restoring baselines")
-        await self.apply(memory, tuple(d.commands(self.policy, memory, inputs)), inputs.counter)
+        memory, todo = d.plan(self.policy, memory, inputs)
+        await self.apply(memory, tuple(todo))
