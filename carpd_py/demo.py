@@ -1,0 +1,222 @@
+"""make demo: the handbook's failover story, told by two real carpd-py daemons.
+
+The pair of the handbook chapter (node A MASTER advskew 0, node B BACKUP advskew 100, carp0
+vhid 10 on em0, carp1 vhid 20 on em1, pfsync0 over em2, preempt on) runs on the simulated
+OpenBSD host; each node runs the real `carpd-py` with the real host adapter. The story:
+A's SYNC link fails, A demotes, B takes over; the link comes back, A restores its exact
+advskew and takes MASTER back; A loses its upstream, and later it is put in maintenance.
+Every step is checked: the demo exits 1 if the story does not happen as told.
+"""
+
+from __future__ import annotations
+
+import argparse
+import socket
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .sim.harness import Harness
+
+STEP_TIMEOUT = 15.0
+# What the daemons log that the timeline shows (their role-change lines are left out: the
+# kernel's own transitions are shown instead, when they happen).
+WATCHED = ("demoting", "restoring", "set carp", "check ", "maintenance o", "by hand", "failed")
+
+
+class Upstream:
+    """A TCP service on 127.0.0.1 standing for the ISP gateway: stop it and probes are refused."""
+
+    def __init__(self) -> None:
+        self.sock: socket.socket | None = None
+        self.port = 0
+
+    def start(self) -> None:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(("127.0.0.1", self.port))
+        sock.listen(64)
+        self.port = sock.getsockname()[1]
+        self.sock = sock
+        threading.Thread(target=self._accept, args=(sock,), daemon=True).start()
+
+    def _accept(self, sock: socket.socket) -> None:
+        while True:
+            try:
+                conn, _ = sock.accept()
+            except OSError:
+                return
+            conn.close()
+
+    def stop(self) -> None:
+        if self.sock is not None:
+            self.sock.close()
+            self.sock = None
+
+
+@dataclass
+class Story:
+    harness: Harness
+    out: Callable[[str], None]
+    started: float = field(default_factory=time.monotonic)
+    offsets: dict[str, int] = field(default_factory=dict)
+    kernel_seen: int = 0
+    failures: list[str] = field(default_factory=list)
+    timings: list[tuple[str, float]] = field(default_factory=list)
+
+    def roles(self) -> str:
+        parts = []
+        for name in self.harness.nodes:
+            roles = self.harness.roles(name)
+            skews = self.harness.advskews(name)
+            shown = " ".join(f"{i}:{roles[i][0]}/{skews[i]}" for i in sorted(roles))
+            parts.append(f"{name}[{shown}]")
+        return "  ".join(parts)
+
+    def say(self, node: str, event: str) -> None:
+        t = time.monotonic() - self.started
+        self.out(f"{t:6.1f}s  {node:<2} {event[:62]:<62} {self.roles()}")
+
+    def pump(self) -> None:
+        """Print what the daemons logged and what the kernel did since the last look."""
+        events = self.harness.world.events()
+        for e in events[self.kernel_seen :]:
+            if e.is_transition:
+                where = e.iface if e.vhid is None else f"{e.iface} vhid {e.vhid}"
+                self.say(e.node, f"kernel: {where} {e.old} -> {e.new}")
+        self.kernel_seen = len(events)
+        for name, node in self.harness.nodes.items():
+            text = node.log()
+            new = text[self.offsets.get(name, 0) :]
+            self.offsets[name] = len(text)
+            for line in new.splitlines():
+                body = line.split(" ", 1)[1] if " " in line else line
+                level, _, message = body.partition(" ")
+                if any(w in message for w in WATCHED) and " -> " not in message:
+                    self.say(name, f"carpd-py {level.strip()}: {message.strip()}")
+
+    def wait(self, what: str, done: Callable[[], bool], timeout: float = STEP_TIMEOUT) -> bool:
+        start = time.monotonic()
+        while time.monotonic() - start < timeout:
+            self.pump()
+            if done():
+                self.timings.append((what, time.monotonic() - start))
+                return True
+            time.sleep(0.05)
+        self.pump()
+        self.failures.append(what)
+        self.say("!!", f"NOT within {timeout:g}s: {what}")
+        return False
+
+    def masters(self, node: str) -> bool:
+        return set(self.harness.roles(node).values()) == {"MASTER"}
+
+    def skews(self, node: str, value: int) -> bool:
+        return set(self.harness.advskews(node).values()) == {value}
+
+
+def tell(story: Story, upstream: Upstream) -> None:
+    h, say = story.harness, story.say
+    say("", "both daemons start: A is MASTER (advskew 0), B BACKUP (advskew 100)")
+    story.wait("A manages its carp interfaces", lambda: "check up" in h.nodes["A"].log())
+    story.wait("B is ready", lambda: "check up" in h.nodes["B"].log())
+
+    say("A", "FAULT: the SYNC cable of A is pulled (em2 no carrier)")
+    h.world.set_link("A", "em2", up=False)
+    story.wait("A demotes to advskew 240", lambda: story.skews("A", 240))
+    story.wait("B takes MASTER", lambda: story.masters("B"))
+
+    say("A", "REPAIR: the SYNC cable is back")
+    h.world.set_link("A", "em2", up=True)
+    story.wait("A restores advskew 0 after rise and hold-down", lambda: story.skews("A", 0))
+    story.wait("A is MASTER again (preempt)", lambda: story.masters("A"))
+    story.wait("B keeps its own advskew 100", lambda: story.skews("B", 100))
+
+    say("A", "FAULT: A's upstream stops answering (tcp connect refused)")
+    upstream.stop()
+    story.wait("A demotes for upstream:isp", lambda: story.skews("A", 240))
+    story.wait("B takes MASTER", lambda: story.masters("B"))
+    say("A", "REPAIR: A's upstream answers again")
+    upstream.start()
+    story.wait("A restores advskew 0", lambda: story.skews("A", 0))
+    story.wait("A is MASTER again", lambda: story.masters("A"))
+
+    say("A", "OPERATOR: carpctl maintenance on")
+    done = h.carpctl("A", "maintenance", "on")
+    if done.returncode != 0:
+        story.failures.append(f"carpctl maintenance on: {done.stderr.strip()}")
+    story.wait("A demotes for maintenance", lambda: story.skews("A", 240))
+    story.wait("B takes MASTER", lambda: story.masters("B"))
+    status = h.carpctl("A", "status")
+    for line in status.stdout.splitlines()[:1]:
+        say("A", f"carpctl status: {line}")
+    say("A", "OPERATOR: carpctl maintenance off")
+    h.carpctl("A", "maintenance", "off")
+    story.wait("A restores advskew 0", lambda: story.skews("A", 0))
+    story.wait("A is MASTER again", lambda: story.masters("A"))
+
+
+def configure(h: Harness, upstream: Upstream) -> None:
+    for name in h.nodes:
+        over: dict[str, object] = {
+            "interval": 0.25,
+            "demote": {"hold_down": 2.0},
+            "sync": {"interface": "pfsync0", "fall": 2, "rise": 3},
+        }
+        if name == "A":
+            isp = {"name": "isp", "method": "tcp", "targets": ["127.0.0.1"], "port": upstream.port}
+            over["upstream"] = [{**isp, "timeout": 0.2, "fall": 2, "rise": 3}]
+        h.configure(name, **over)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="carpd-demo", description=__doc__.split("\n")[0])
+    parser.add_argument("--keep", action="store_true", help="keep the work directory")
+    args = parser.parse_args(argv)
+
+    def out(line: str) -> None:
+        print(line, flush=True)
+
+    work = Path(tempfile.mkdtemp(prefix="carpd-demo-"))
+    out(__doc__.strip().split("\n\n")[1].replace("\n", " ") + "\n")
+    out(f"work directory: {work}   (roles: carpN:M=MASTER B=BACKUP I=INIT /advskew)\n")
+    h = Harness(work, topology="handbook")
+    upstream = Upstream()
+    upstream.start()
+    configure(h, upstream)
+    story = Story(h, out)
+    try:
+        for name in h.nodes:
+            h.start(name)
+        tell(story, upstream)
+    finally:
+        h.stop_all()
+        upstream.stop()
+        story.pump()
+    out("\nsummary:")
+    for what, took in story.timings:
+        out(f"  ok   {what:<52} {took:5.2f}s")
+    for what in story.failures:
+        out(f"  FAIL {what}")
+    out(f"\nkernel log of the pair ({len(h.world.events())} events), last transitions:")
+    lines = [e.syslog_line("fw1" if e.node == "A" else "fw2") for e in h.world.events()]
+    for line in [x for x in lines if "state transition" in x][-6:]:
+        out(f"  {line}")
+    if not args.keep:
+        import shutil  # noqa: PLC0415
+
+        shutil.rmtree(work, ignore_errors=True)
+    total = time.monotonic() - story.started
+    if story.failures:
+        out(f"\nthe story did NOT happen as told ({len(story.failures)} steps failed)")
+        return 1
+    out(f"\nthe story happened as told, in {total:.1f}s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
