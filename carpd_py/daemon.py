@@ -9,9 +9,11 @@ action under way has finished.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import signal
 import sys
-from collections.abc import Sequence
+import threading
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import replace
 from functools import partial
 from typing import Any
@@ -26,6 +28,7 @@ from .excgroup import leaves
 from .hooks import HookRunner
 from .host import OpenBSDHost
 from .logsetup import Log, setup
+from .metrics import MetricsServer, parse_listen, start_metrics_server, stop_metrics_server
 from .prober import Probes
 from .supervisor import Supervisor
 
@@ -60,6 +63,7 @@ class Daemon:
             config, self.host, self.probes, log, boot_time=psutil.boot_time(), hooks=self.hooks
         )
         self._reloads: trio.MemorySendChannel[None] | None = None
+        self._metrics: tuple[MetricsServer, threading.Thread] | None = None
 
     # --- reload ------------------------------------------------------------------------
 
@@ -114,36 +118,57 @@ class Daemon:
     # --- running -----------------------------------------------------------------------
 
     async def serve(self) -> None:
-        send, recv = trio.open_memory_channel[None](8)
-        self._reloads = send
+        # The signals are ours from the first moment: a SIGTERM during start-up is handled.
         with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
             self.supervisor.load()
-            async with trio.open_nursery() as nursery:
-                await nursery.start(self.probes.run)
-                await self.probes.ensure(self.config)
-                await nursery.start(self.hooks.run)
-                await self._start_services(nursery)
-                nursery.start_soon(self._reloader, recv)
-                await nursery.start(self.supervisor.run)
-                async for signum in signals:
-                    if signum == signal.SIGHUP:
-                        send.send_nowait(None)
-                        continue
-                    self.log.notice("stopping", signal=signal.Signals(signum).name)
-                    break
-                nursery.cancel_scope.cancel()
+            try:
+                await self._run_all(signals)
+            finally:
+                self._stop_services()
             await self.supervisor.shutdown()
+
+    async def _run_all(self, signals: AsyncIterator[int]) -> None:
+        send, recv = trio.open_memory_channel[None](8)
+        self._reloads = send
+        async with trio.open_nursery() as nursery:
+            await nursery.start(self.probes.run)
+            await self.probes.ensure(self.config)
+            await nursery.start(self.hooks.run)
+            await self._start_services(nursery)
+            nursery.start_soon(self._reloader, recv)
+            await nursery.start(self.supervisor.run)
+            async for signum in signals:
+                if signum == signal.SIGHUP:
+                    with contextlib.suppress(trio.WouldBlock):  # reloads already queued
+                        send.send_nowait(None)
+                    continue
+                self.log.notice("stopping", signal=signal.Signals(signum).name)
+                break
+            nursery.cancel_scope.cancel()
 
     async def _reloader(self, recv: trio.MemoryReceiveChannel[None]) -> None:
         async for _ in recv:
             await self.reload()
 
     async def _start_services(self, nursery: trio.Nursery) -> None:
-        """The control socket and the metrics endpoint."""
+        """The control socket and the metrics endpoint (a thread that reads only the
+        immutable Status the supervisor publishes)."""
         control = SupervisorControl(self.supervisor, self.reload_request)
         await nursery.start(
             partial(serve_control, self.config.control.socket, control, log=self.log)
         )
+        if self.config.metrics.listen:
+            self._metrics = start_metrics_server(
+                self.config.metrics.listen, lambda: self.supervisor.status
+            )
+            host, _ = parse_listen(self.config.metrics.listen)
+            where = f"[{host}]" if ":" in host else host
+            self.log.info("metrics", url=f"http://{where}:{self._metrics[0].port}/metrics")
+
+    def _stop_services(self) -> None:
+        if self._metrics is not None:
+            stop_metrics_server(*self._metrics)
+            self._metrics = None
 
 
 def main(argv: Sequence[str] | None = None) -> int:

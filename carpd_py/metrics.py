@@ -1,0 +1,474 @@
+"""The Prometheus endpoint: the latest Status as metrics, served from its own thread.
+
+The HTTP thread reads only what `get_status()` returns: the immutable `Status` the supervisor
+swaps in by one reference assignment after every round. It never touches the supervisor, takes
+no lock the supervisor takes, and calls nothing in trio. The metric families built from one
+Status are cached until the next one is published, so a scraper that floods the endpoint costs
+a text rendering per request, not a rebuild. The server bounds how many requests it serves at
+once (more are closed at once) and how long a request may stall (a slow scraper loses its
+connection), so neither a flood nor a slow reader can pile up threads.
+
+Series (all from the Status; none is pushed by the supervisor):
+
+==========================================  ================================================
+carpd_build_info{version}                   1
+carpd_demote_info{method,group}             1; the configured demotion method and group
+carpd_carp_state{interface,vhid,state}      0/1 per state "init", "backup", "master" (all 0
+                                            for a state ifconfig printed as <UNKNOWN>)
+carpd_carp_advskew{interface,vhid}          advskew on the host, as last read
+carpd_carp_group_demote{group}              the demote counter of each group read
+carpd_carp_preempt                          net.inet.carp.preempt, once read
+carpd_host_read_ok                          1 the last host read worked, 0 it failed; the carp
+                                            series above then show the last good read
+carpd_host_read_errors_total                host reads that failed
+carpd_demoted                               0/1
+carpd_demoted_since_seconds                 unix time of the demotion (only while demoted)
+carpd_demotion_reason{reason}               0/1 for every possible reason: "sync" (if sync
+                                            is configured), "upstream:NAME", "maintenance"
+carpd_maintenance                           0/1
+carpd_baseline_advskew{interface,vhid}      the operator's advskew carpd-py restores
+carpd_demote_share{group}                   method carpdemote: our share of the counter
+carpd_demotions_total{reason}               0 for every possible reason from the start
+carpd_restores_total
+carpd_carp_transitions_total{interface,vhid,from,to}  states lower-case
+carpd_check_up{check}                       1 up, 0 down; NO series until the first verdict
+carpd_sync_up                               the "sync" check; only with [sync] configured,
+                                            and like carpd_check_up absent until a verdict
+carpd_probe_duration_seconds{check}         histogram
+carpd_probe_failures_total{check,target}
+carpd_poll_duration_seconds                 histogram; its _count is the rounds done
+carpd_command_errors_total{command}         0 for "ifconfig" from the start
+carpd_warnings                              how many `carpctl inspect` warnings hold now
+process_*                                   cpu_seconds_total, resident_memory_bytes,
+                                            virtual_memory_bytes, open_fds, max_fds,
+                                            start_time_seconds: from psutil and getrlimit,
+                                            so they work on OpenBSD (no /proc there)
+==========================================  ================================================
+
+A check without a verdict has no `carpd_check_up` series (rather than NaN, which compares
+false everywhere and breaks sum()): an alert on `carpd_check_up == 0` waits for a verdict,
+as the decision does.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+import resource
+import socket
+import socketserver
+import threading
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler
+
+import psutil
+from prometheus_client import CollectorRegistry, make_wsgi_app
+from prometheus_client.exposition import ThreadingWSGIServer
+from prometheus_client.metrics_core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
+
+from . import __version__
+from .decide import MAINTENANCE
+from .rounds import SYNC, check_names
+from .supervisor import Status
+from .telemetry import HistogramSnapshot
+
+__all__ = [
+    "MetricsServer",
+    "ProcessCollector",
+    "StatusCollector",
+    "make_registry",
+    "metric_families",
+    "parse_listen",
+    "start_metrics_server",
+    "stop_metrics_server",
+]
+
+CARP_STATES = ("init", "backup", "master")
+COMMANDS = ("ifconfig",)  # command_errors_total series present from the start
+
+MAX_CONCURRENT_REQUESTS = 4  # more at once are closed without an answer
+REQUEST_TIMEOUT = 10.0  # seconds a scraper may stall on its socket before it is dropped
+
+
+# Bucket bounds spelled as prometheus_client spells them ("0.005", "1.0"): le labels match.
+_le: Callable[[float], str] = floatToGoString
+
+
+def _state(text: str) -> str:
+    """carp state as a label value: "MASTER" -> "master", "<UNKNOWN>" -> "unknown"."""
+    return text.strip("<>").lower()
+
+
+def _histogram(
+    name: str, doc: str, series: Mapping[tuple[str, ...], HistogramSnapshot], labels: list[str]
+) -> HistogramMetricFamily:
+    """Per-bucket counts (telemetry) into the cumulative buckets Prometheus wants."""
+    family = HistogramMetricFamily(name, doc, labels=labels)
+    for values, snap in series.items():
+        buckets: list[tuple[str, float]] = []
+        running = 0
+        for bound, n in zip(snap.buckets, snap.counts, strict=False):
+            running += n
+            buckets.append((_le(bound), running))
+        # counts has one more entry than buckets: the observations above the last bound.
+        buckets.append(("+Inf", sum(snap.counts)))
+        family.add_metric(list(values), buckets, snap.total)
+    return family
+
+
+def metric_families(status: Status) -> list[Metric]:
+    """Every carpd_* family for one Status. Pure: reads the frozen Status only."""
+    config, memory, tele, view = status.config, status.memory, status.telemetry, status.view
+    out: list[Metric] = []
+
+    def gauge(name: str, doc: str, value: float | None = None) -> GaugeMetricFamily:
+        family = GaugeMetricFamily(name, doc, value=value)
+        out.append(family)
+        return family
+
+    def labelled(name: str, doc: str, labels: list[str]) -> GaugeMetricFamily:
+        family = GaugeMetricFamily(name, doc, labels=labels)
+        out.append(family)
+        return family
+
+    def counter(name: str, doc: str, labels: list[str]) -> CounterMetricFamily:
+        family = CounterMetricFamily(name, doc, labels=labels)
+        out.append(family)
+        return family
+
+    labelled("carpd_build_info", "carpd-py version.", ["version"]).add_metric([__version__], 1)
+    labelled(
+        "carpd_demote_info", "The configured demotion method and carp group.", ["method", "group"]
+    ).add_metric([config.demote.method, config.demote.group], 1)
+
+    # --- the host, as last read ---------------------------------------------------------
+    if view is not None:
+        state = labelled(
+            "carpd_carp_state",
+            "carp state of each vhid: 1 for the state it is in, 0 for the others.",
+            ["interface", "vhid", "state"],
+        )
+        advskew = labelled(
+            "carpd_carp_advskew", "advskew of each vhid on the host.", ["interface", "vhid"]
+        )
+        for iface in view.carp:
+            assert iface.carp is not None
+            for node in iface.carp.nodes:
+                vhid = str(node.vhid)
+                now = _state(node.state)
+                for s in CARP_STATES:
+                    state.add_metric([iface.name, vhid, s], 1 if s == now else 0)
+                advskew.add_metric([iface.name, vhid], node.advskew)
+        demote = labelled(
+            "carpd_carp_group_demote", "carp demote counter of each interface group.", ["group"]
+        )
+        for group, count in sorted(view.group_demote.items()):
+            demote.add_metric([group], count)
+        preempt = view.sysctl.get("net.inet.carp.preempt")
+        if preempt is not None:
+            gauge("carpd_carp_preempt", "sysctl net.inet.carp.preempt on the host.", preempt)
+    if view is not None or status.read_error is not None:
+        gauge(
+            "carpd_host_read_ok",
+            "1 if the last read of the host (ifconfig, sysctl) worked, 0 if it failed.",
+            0 if status.read_error is not None else 1,
+        )
+    counter("carpd_host_read_errors", "Reads of the host that failed.", []).add_metric(
+        [], tele.read_errors
+    )
+
+    # --- the decision ---------------------------------------------------------------------
+    gauge("carpd_demoted", "1 while carpd-py holds this node demoted.", int(memory.demoted))
+    if memory.demoted and memory.since is not None:
+        gauge(
+            "carpd_demoted_since_seconds",
+            "Unix time the current demotion was applied.",
+            memory.since,
+        )
+    reasons = labelled(
+        "carpd_demotion_reason",
+        "1 for each reason the node is demoted for now, 0 for the other possible reasons.",
+        ["reason"],
+    )
+    possible = sorted({*check_names(config), MAINTENANCE, *memory.reasons})
+    for reason in possible:
+        reasons.add_metric([reason], int(reason in memory.reasons))
+    gauge("carpd_maintenance", "1 while maintenance mode is on.", int(memory.maintenance))
+    baseline = labelled(
+        "carpd_baseline_advskew",
+        "The operator's advskew of each managed vhid, restored on recovery.",
+        ["interface", "vhid"],
+    )
+    for (name, vhid_number), rec in sorted(memory.vhids.items()):
+        baseline.add_metric([name, str(vhid_number)], rec.baseline)
+    if config.demote.method == "carpdemote":
+        labelled(
+            "carpd_demote_share",
+            "carpd-py's own share of the group demote counter.",
+            ["group"],
+        ).add_metric([config.demote.group], memory.share)
+
+    demotions = counter(
+        "carpd_demotions", "Demotions, by reason (a reason joining one counts too).", ["reason"]
+    )
+    for reason in sorted({*possible, *tele.demotions}):
+        demotions.add_metric([reason], tele.demotions.get(reason, 0))
+    counter("carpd_restores", "Restores of the baselines after a demotion.", []).add_metric(
+        [], tele.restores
+    )
+    transitions = counter(
+        "carpd_carp_transitions",
+        "carp state changes seen between two reads of the host.",
+        ["interface", "vhid", "from", "to"],
+    )
+    for (name, vhid_number, before, after), n in sorted(tele.transitions.items()):
+        transitions.add_metric([name, str(vhid_number), _state(before), _state(after)], n)
+
+    # --- checks and probes -----------------------------------------------------------------
+    check_up = labelled(
+        "carpd_check_up", "1 if the check is up, 0 if down (no series before a verdict).", ["check"]
+    )
+    for name, check in sorted(status.checks.items()):
+        if check.up is not None:
+            check_up.add_metric([name], int(check.up))
+    if config.sync is not None:
+        sync = status.checks.get(SYNC)
+        if sync is not None and sync.up is not None:
+            gauge("carpd_sync_up", "1 if the pfsync check is up, 0 if down.", int(sync.up))
+    out.append(
+        _histogram(
+            "carpd_probe_duration_seconds",
+            "How long each round of a check's probes took.",
+            {(k,): h for k, h in sorted(tele.probe_durations.items())},
+            ["check"],
+        )
+    )
+    failures = counter(
+        "carpd_probe_failures", "Probes that failed, by check and target.", ["check", "target"]
+    )
+    for (name, target), n in sorted(tele.probe_failures.items()):
+        failures.add_metric([name, target], n)
+    out.append(
+        _histogram(
+            "carpd_poll_duration_seconds",
+            "How long each supervisor round took (read, probe, decide, act).",
+            {(): tele.poll_durations},
+            [],
+        )
+    )
+    errors = counter("carpd_command_errors", "Commands that failed, by command.", ["command"])
+    for command in sorted({*COMMANDS, *tele.command_errors}):
+        errors.add_metric([command], tele.command_errors.get(command, 0))
+    gauge(
+        "carpd_warnings", "Problems an admin must fix (see carpctl inspect).", len(status.warnings)
+    )
+    return out
+
+
+class StatusCollector(Collector):
+    """carpd_* from the latest Status; the families are rebuilt only when it changes."""
+
+    def __init__(self, get_status: Callable[[], Status]) -> None:
+        self._get_status = get_status
+        # (status, families): one tuple swapped in whole, so concurrent scrapes are safe.
+        self._cache: tuple[Status, list[Metric]] | None = None
+
+    def collect(self) -> Iterable[Metric]:
+        status = self._get_status()
+        cache = self._cache
+        if cache is not None and cache[0] is status:
+            return cache[1]
+        families = metric_families(status)
+        self._cache = (status, families)
+        return families
+
+
+class ProcessCollector(Collector):
+    """The standard process_* series from psutil and getrlimit, which work without /proc."""
+
+    def __init__(self) -> None:
+        self._process: Any = None
+        self._pid = -1
+
+    def _proc(self) -> Any:
+        pid = os.getpid()
+        if pid != self._pid:  # created before a fork (daemon -d): follow the new process
+            self._process, self._pid = psutil.Process(pid), pid
+        return self._process
+
+    def collect(self) -> Iterable[Metric]:
+        out: list[Metric] = []
+        try:
+            proc = self._proc()
+        except psutil.Error:
+            return out
+
+        def read(get: Callable[[], float]) -> float | None:
+            try:
+                return float(get())
+            except (psutil.Error, AttributeError, NotImplementedError, OSError):
+                return None  # not available on this platform: leave the series out
+
+        with proc.oneshot():
+            cpu = read(lambda: proc.cpu_times().user + proc.cpu_times().system)
+            rss = read(lambda: proc.memory_info().rss)
+            vms = read(lambda: proc.memory_info().vms)
+            start = read(proc.create_time)
+            fds = read(proc.num_fds)
+        max_fds = read(_max_fds)
+        if cpu is not None:
+            out.append(
+                CounterMetricFamily(
+                    "process_cpu_seconds", "Total user and system CPU time spent in seconds.", cpu
+                )
+            )
+        for name, doc, value in (
+            ("process_resident_memory_bytes", "Resident memory size in bytes.", rss),
+            ("process_virtual_memory_bytes", "Virtual memory size in bytes.", vms),
+            (
+                "process_start_time_seconds",
+                "Start time of the process since unix epoch in seconds.",
+                start,
+            ),
+            ("process_open_fds", "Number of open file descriptors.", fds),
+            ("process_max_fds", "Maximum number of open file descriptors.", max_fds),
+        ):
+            if value is not None:
+                out.append(GaugeMetricFamily(name, doc, value))
+        return out
+
+
+def _max_fds() -> float:
+    soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        raise NotImplementedError("no limit")
+    return float(soft)
+
+
+def make_registry(get_status: Callable[[], Status]) -> CollectorRegistry:
+    """A registry of our own (never the global one): carpd_* and process_* only."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(StatusCollector(get_status))
+    registry.register(ProcessCollector())
+    return registry
+
+
+# --- the HTTP server --------------------------------------------------------------------
+
+_LISTEN = re.compile(
+    r"\[(?P<v6>[^\]]+)\]:(?P<port>[0-9]{1,5})|(?P<host>[^:\[\]]+):(?P<port4>[0-9]{1,5})"
+)
+
+
+def parse_listen(listen: str) -> tuple[str, int]:
+    """ "127.0.0.1:9723" -> ("127.0.0.1", 9723); "[::1]:9723" -> ("::1", 9723). As in the
+    config, HOST is an IP address ([bracketed] for IPv6) or localhost, so binding never waits
+    on DNS. Port 0 (any free port) is accepted here, for tests. An empty HOST is refused: only
+    an explicit "0.0.0.0:PORT" or "[::]:PORT" listens on every address."""
+    m = _LISTEN.fullmatch(listen)
+    if m is None:
+        raise ValueError(f"metrics.listen: expected HOST:PORT or [IPv6]:PORT, not {listen!r}")
+    host = m["v6"] if m["v6"] is not None else m["host"]
+    port = int(m["port"] if m["port"] is not None else m["port4"])
+    if port > 65535:
+        raise ValueError(f"metrics.listen: port must be at most 65535, not {port}")
+    if host != "localhost" or m["v6"] is not None:
+        try:
+            version = ipaddress.ip_address(host).version
+        except ValueError:
+            raise ValueError(
+                f"metrics.listen: {host!r} is not an IP address or localhost"
+            ) from None
+        if version != (6 if m["v6"] is not None else 4):
+            raise ValueError(f"metrics.listen: IPv6 addresses go in [brackets], not {listen!r}")
+    return host, port
+
+
+class _Handler(WSGIRequestHandler):
+    timeout = REQUEST_TIMEOUT  # StreamRequestHandler sets it on the connection socket
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Log nothing: a scrape every few seconds is not news."""
+
+
+class MetricsServer(ThreadingWSGIServer):
+    """prometheus_client's ThreadingWSGIServer, bounded: at most MAX_CONCURRENT_REQUESTS at
+    once (more are closed at once), REQUEST_TIMEOUT per stalled socket, no reverse DNS at
+    bind time, no SO_REUSEPORT (a second daemon must not share the port silently)."""
+
+    allow_reuse_port = False
+
+    def __init__(self, address: tuple[Any, ...], family: socket.AddressFamily) -> None:
+        self.address_family = family
+        self._slots = threading.BoundedSemaphore(MAX_CONCURRENT_REQUESTS)
+        super().__init__(address, _Handler)
+
+    @property
+    def port(self) -> int:
+        """The port bound, the real one when asked for port 0."""
+        return int(self.socket.getsockname()[1])
+
+    def server_bind(self) -> None:
+        # HTTPServer.server_bind would call socket.getfqdn(): a DNS lookup, with no deadline.
+        socketserver.TCPServer.server_bind(self)
+        host, port = self.socket.getsockname()[:2]
+        self.server_name = str(host)
+        self.server_port = int(port)
+        self.setup_environ()
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        if not self._slots.acquire(blocking=False):
+            self.shutdown_request(request)  # too many at once: the scraper will retry
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self._slots.release()
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A scraper that stalled or hung up: nothing to report, nothing to print."""
+
+
+def start_metrics_server(
+    listen: str, get_status: Callable[[], Status]
+) -> tuple[MetricsServer, threading.Thread]:
+    """Serve the metrics on `listen` ("HOST:PORT", "[IPv6]:PORT"; port 0: any free port,
+    see `server.port`) from a daemon thread. Stop with `stop_metrics_server(server, thread)`.
+    Raises ValueError for a bad `listen` ("" means off: do not call this then) and OSError
+    when the address cannot be bound."""
+    host, port = parse_listen(listen)
+    # An IP literal never touches DNS; localhost comes from /etc/hosts. The whole sockaddr is
+    # kept: an IPv6 link-local address needs its scope ("[fe80::1%em0]:9723").
+    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    family, _, _, _, sockaddr = infos[0]
+    server = MetricsServer(tuple(sockaddr), family)
+    app = make_wsgi_app(make_registry(get_status))
+    server.set_app(app)
+    thread = threading.Thread(target=server.serve_forever, name="carpd-metrics", daemon=True)
+    thread.start()
+    return server, thread
+
+
+def stop_metrics_server(
+    server: MetricsServer, thread: threading.Thread, timeout: float = 5.0
+) -> None:
+    """Stop accepting, close the socket, wait (at most `timeout`) for the thread."""
+    server.shutdown()
+    server.server_close()
+    thread.join(timeout)
