@@ -200,7 +200,7 @@ def decide(policy: Policy, memory: Memory, inputs: Inputs) -> tuple[Memory, tupl
     if ready(inputs.checks):
         if not mem.demoted and reasons:
             mem = replace(mem, demoted=True, since=inputs.now, reasons=reasons)
-            mem = _hold(policy, mem, inputs.advskews)
+            mem = _hold(policy, mem, inputs.others)
             effects.append(Demote(reasons))
         elif mem.demoted and may_restore(policy, mem, inputs):
             after = inputs.now - mem.since if mem.since is not None else 0.0
@@ -247,8 +247,9 @@ def _observe_vhids(
             # In place, or our command has not taken effect yet (it is retried).
             rec = replace(rec, seen=value)
         elif rec.seen is None:
-            # First sight since boot, of a value that is neither baseline nor target.
-            if value >= policy.advskew:  # looks demoted, not by us: back to the baseline
+            # First sight since boot, of a value that is not the target.
+            if value == rec.baseline or value >= policy.advskew:
+                # The boot value, or it looks demoted but not by us: reconcile to the target.
                 rec = replace(rec, seen=value)
             else:  # hostname.if changed: the boot value is the operator's
                 held = rec.target != rec.baseline
@@ -269,22 +270,22 @@ def _demoted(policy: Policy, baseline: int) -> int:
     return max(baseline, policy.advskew)
 
 
-def _hold(policy: Policy, mem: Memory, managed: Mapping[VhidKey, int] | None) -> Memory:
+def _hold(policy: Policy, mem: Memory, others: Mapping[VhidKey, int]) -> Memory:
     """At a demotion edge: want the demoted value on every managed vhid, or our share.
-    (The read failed: every vhid on record, which is what was managed at the last read.)"""
+    Every record is managed except those read as no longer managed (`others`): a managed
+    vhid missing from this read is demoted too, when it shows up again."""
     if policy.method == "carpdemote":
         return replace(mem, share_target=policy.carpdemote)
     vhids = {
-        key: replace(rec, target=_demoted(policy, rec.baseline))
-        if managed is None or key in managed
-        else rec
+        key: rec if key in others else replace(rec, target=_demoted(policy, rec.baseline))
         for key, rec in mem.vhids.items()
     }
     return replace(mem, vhids=vhid_map(vhids))
 
 
 def _let_go(mem: Memory, others: Mapping[VhidKey, int]) -> Memory:
-    """Records no longer managed: want the baseline back; once it is there, forget them."""
+    """Records no longer managed: what carpd-py still holds there goes back to its baseline;
+    once it is there, or once the operator has set something else by hand, forget it."""
     if not others:
         return mem
     vhids = dict(mem.vhids)
@@ -292,10 +293,10 @@ def _let_go(mem: Memory, others: Mapping[VhidKey, int]) -> Memory:
         rec = vhids.get(key)
         if rec is None:
             continue
-        if value == rec.baseline:
-            del vhids[key]
+        if value == rec.baseline or value not in (rec.seen, rec.sent, rec.target):
+            del vhids[key]  # back at its baseline, or the operator's now
         elif rec.target != rec.baseline:
-            vhids[key] = replace(rec, target=rec.baseline)
+            vhids[key] = replace(rec, target=rec.baseline, sent=None)
     return replace(mem, vhids=vhid_map(vhids))
 
 
@@ -316,7 +317,11 @@ def _observe_share(policy: Policy, mem: Memory, counter: int, effects: list[Effe
         # The kernel may have moved the counter too (by 1, or 32 for a bulk update): take the
         # explanation that leaves the smaller part unexplained.
         moved = counter - (mem.share_counter_before or 0)
-        applied = abs(moved - mem.share_pending) <= abs(moved)
+        rest = moved - mem.share_pending
+        if _kernel_like(rest) != _kernel_like(moved):
+            applied = _kernel_like(rest)
+        else:
+            applied = abs(rest) <= abs(moved)
         share = mem.share + mem.share_pending if applied else mem.share
         mem = replace(mem, share=share, share_pending=0, share_counter_before=None)
     if counter < mem.share:
@@ -326,6 +331,12 @@ def _observe_share(policy: Policy, mem: Memory, counter: int, effects: list[Effe
         effects.append(ShareAdopted(policy.group, mem.share, counter))
         mem = replace(mem, share=0, share_target=0)
     return mem
+
+
+def _kernel_like(delta: int) -> bool:
+    """A change of the counter the kernel itself makes: +-1 per carpdev/syncdev link or send
+    error event, +-32 for a pfsync bulk update, and sums of a few of those."""
+    return abs(delta) % 32 <= 3 or abs(delta) % 32 >= 29
 
 
 def commands(policy: Policy, mem: Memory, inputs: Inputs) -> list[Effect]:
