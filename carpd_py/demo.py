@@ -16,6 +16,7 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.request
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -119,7 +120,22 @@ class Story:
         return set(self.harness.advskews(node).values()) == {value}
 
 
-def tell(story: Story, upstream: Upstream) -> None:
+def scrape(url: str, prefix: str) -> str:
+    """The samples of one metric family, as one short line (the demo reads its own metrics)."""
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:  # noqa: S310 (our http URL)
+            text = response.read().decode()
+    except OSError as exc:
+        return f"cannot scrape {url}: {exc}"
+    found = [
+        line
+        for line in text.splitlines()
+        if line.startswith(prefix) and float(line.rsplit(" ", 1)[1]) != 0
+    ]
+    return " ".join(found) or f"no {prefix} sample above 0"
+
+
+def tell(story: Story, upstream: Upstream, metrics_url: str | None = None) -> None:
     h, say = story.harness, story.say
     say("", "both daemons start: A is MASTER (advskew 0), B BACKUP (advskew 100)")
     story.wait("A manages its carp interfaces", lambda: "check up" in h.nodes["A"].log())
@@ -154,16 +170,29 @@ def tell(story: Story, upstream: Upstream) -> None:
     status = h.carpctl("A", "status")
     for line in status.stdout.splitlines()[:1]:
         say("A", f"carpctl status: {line}")
+    if metrics_url is not None:
+        say("A", "metrics: " + scrape(metrics_url, "carpd_demotion_reason"))
     say("A", "OPERATOR: carpctl maintenance off")
     h.carpctl("A", "maintenance", "off")
     story.wait("A restores advskew 0", lambda: story.skews("A", 0))
     story.wait("A is MASTER again", lambda: story.masters("A"))
 
 
-def configure(h: Harness, upstream: Upstream) -> None:
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def configure(h: Harness, upstream: Upstream) -> dict[str, str]:
+    """Write both configs; return each node's metrics URL."""
+    urls = {}
     for name in h.nodes:
+        listen = f"127.0.0.1:{free_port()}"
+        urls[name] = f"http://{listen}/metrics"
         over: dict[str, object] = {
             "interval": 0.25,
+            "metrics": {"listen": listen},
             "demote": {"hold_down": 2.0},
             "sync": {"interface": "pfsync0", "fall": 2, "rise": 3},
         }
@@ -171,6 +200,7 @@ def configure(h: Harness, upstream: Upstream) -> None:
             isp = {"name": "isp", "method": "tcp", "targets": ["127.0.0.1"], "port": upstream.port}
             over["upstream"] = [{**isp, "timeout": 0.2, "fall": 2, "rise": 3}]
         h.configure(name, **over)
+    return urls
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -187,12 +217,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     h = Harness(work, topology="handbook")
     upstream = Upstream()
     upstream.start()
-    configure(h, upstream)
+    urls = configure(h, upstream)
+    for name, url in urls.items():
+        out(f"node {name}: carpd-py metrics at {url}   (curl -s {url} | grep ^carpd_demoted)")
+    out("")
     story = Story(h, out)
     try:
         for name in h.nodes:
             h.start(name)
-        tell(story, upstream)
+        tell(story, upstream, urls.get("A"))
     finally:
         h.stop_all()
         upstream.stop()
