@@ -6,26 +6,15 @@ tests; in CI (CI=true) it fails them, so that they cannot silently stop running.
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
 import subprocess
 from pathlib import Path
 
-import pytest
+from .prometheus import tool
 
 RULES_DIR = Path(__file__).resolve().parent.parent / "etc" / "prometheus"
 RULES = RULES_DIR / "carpd-py-rules.yml"
 RULE_TESTS = RULES_DIR / "carpd-py-rules.test.yml"
-
-
-def tool(name: str) -> str:
-    path = shutil.which(name)
-    if path is None:
-        if os.environ.get("CI", "").lower() in ("true", "1", "yes"):
-            pytest.fail(f"{name} is missing: CI must install the Debian package prometheus")
-        pytest.skip(f"{name} is not installed (Debian package prometheus)")
-    return path
 
 
 def promtool(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..model import CarpNode
 from .world import World
 
 
@@ -172,22 +173,20 @@ class Harness:
         argv = [console_script("carpctl"), "-f", str(node.config_path), *args]
         return subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
 
-    def roles(self, name: str) -> dict[str, str]:
-        """'carp0' (or 'carp2/1' for a multi-vhid interface) -> state, as ifconfig shows it."""
-        out: dict[str, str] = {}
+    def _per_vhid(self, name: str) -> list[tuple[str, CarpNode]]:
+        """('carp0' or, on a multi-vhid interface, 'carp2/1', node) as ifconfig shows them."""
+        out = []
         for iface in self.world.view(name).carp:
             assert iface.carp is not None
             for n in iface.carp.nodes:
-                out[iface.name if not iface.carp.multi else f"{iface.name}/{n.vhid}"] = n.state
+                out.append((iface.name if not iface.carp.multi else f"{iface.name}/{n.vhid}", n))
         return out
 
+    def roles(self, name: str) -> dict[str, str]:
+        return {key: n.state for key, n in self._per_vhid(name)}
+
     def advskews(self, name: str) -> dict[str, int]:
-        out: dict[str, int] = {}
-        for iface in self.world.view(name).carp:
-            assert iface.carp is not None
-            for n in iface.carp.nodes:
-                out[iface.name if not iface.carp.multi else f"{iface.name}/{n.vhid}"] = n.advskew
-        return out
+        return {key: n.advskew for key, n in self._per_vhid(name)}
 
 
 def wait_until(
