@@ -245,3 +245,32 @@ def test_without_root_the_command_error_is_clear_and_nothing_is_lost(pair: Harne
     wait_until(lambda: pair.advskews("A") == {"carp0": 240, "carp1": 240}, WAIT, "retried")
     saved = json.loads(node.state_path.read_text())
     assert {v["baseline"] for v in saved["vhids"]} == {0}
+
+
+def test_reload_while_demoted_loses_no_baseline_and_no_demotion(pair: Harness) -> None:
+    pair.start("A")
+    node = pair.nodes["A"]
+    wait_until(lambda: "check up" in node.log(), WAIT, "sync check up")
+    pair.world.set_link("A", "em2", up=False)
+    wait_until(lambda: pair.advskews("A") == {"carp0": 240, "carp1": 240}, WAIT, "A demoted")
+    # carp1 is no longer managed: carpd-py gives back what it holds there, carp0 stays demoted.
+    pair.configure("A", demote={"interfaces": ["carp0"]})
+    assert pair.carpctl("A", "reload").returncode == 0
+    wait_until(lambda: pair.advskews("A") == {"carp0": 240, "carp1": 0}, WAIT, "carp1 given back")
+    pair.world.set_link("A", "em2", up=True)
+    wait_until(lambda: pair.advskews("A") == {"carp0": 0, "carp1": 0}, WAIT, "carp0 restored")
+    saved = json.loads(node.state_path.read_text())
+    assert [(v["interface"], v["baseline"]) for v in saved["vhids"]] == [("carp0", 0)]
+
+
+def test_hooks_run_once_per_event_in_order(pair: Harness, tmp_path: Path) -> None:
+    out = tmp_path / "hooks.out"
+    append = ["/bin/sh", "-c", 'echo "$CARPD_EVENT ${CARPD_REASONS:-}" >> "$0"', str(out)]
+    pair.configure("A", hooks={"on_demote": append, "on_restore": append})
+    pair.start("A")
+    wait_until(lambda: "check up" in pair.nodes["A"].log(), WAIT, "sync check up")
+    pair.world.set_link("A", "em2", up=False)
+    wait_until(lambda: out.exists() and "demote" in out.read_text(), WAIT, "on_demote ran")
+    pair.world.set_link("A", "em2", up=True)
+    wait_until(lambda: "restore" in out.read_text(), WAIT, "on_restore ran")
+    assert out.read_text().splitlines() == ["demote sync", "restore "]
