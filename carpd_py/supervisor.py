@@ -116,7 +116,6 @@ class Supervisor:
         self.command_error: dict[str, str] = {}
         self.warned: tuple[str, ...] = ()
         self._sysctl_due = 0.0
-        self.config = config
         self._configure(config)
         self.status = Status(config=config, started=wall())
 
