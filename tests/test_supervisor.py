@@ -116,13 +116,14 @@ async def test_a_hung_read_is_no_round_and_the_loop_goes_on(
         host.link("em2", up=False)  # not visible: nothing can be read
         await trio.sleep_until(30)
         assert not demoted(sup)  # a failed read says nothing about the SYNC link
-        # each hung round is given up after 2 x command_timeout + 0.5 s = 4.5 s
-        assert sup.telemetry.read_errors == 4
+        # each hung round is given up after 2 x command_timeout + 0.5 s = 4.5 s, and the
+        # next one starts at once: rounds at 6, 10.5, 15, 19.5, 24 have failed by 30
+        assert sup.telemetry.read_errors == 5
         assert sup.telemetry.polls >= 7
         assert sup.read_error is not None
         assert log.events("error").count("host read failed") == 1  # once, not every round
-        host.hang = False
-        await trio.sleep_until(32)
+        host.hang = False  # the round begun at 28.5 still hangs until 33
+        await trio.sleep_until(33.5)
         assert demoted(sup)  # now it is read: the link is down
         assert "host read works again" in log.events("notice")
 
@@ -314,3 +315,22 @@ async def test_maintenance_demotes_and_survives_a_restart_until_lifted(
         sup2.set_maintenance(False)
         await trio.sleep_until(trio.current_time() + 1.5)
         assert host.advskew("carp0") == 0
+
+
+async def test_upstream_loss_demotes_within_fall_intervals_plus_timeout(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    # The probe timeout is as long as the interval: a failing round takes a whole interval,
+    # and the next one must start at once, not a tick later.
+    up = UpstreamConfig(name="isp", targets=("127.0.0.3",), timeout=1.0, fall=3, rise=2)
+    host, prober, log = timed_handbook(), FakeProber(), RecordingLog()
+    config = make_config(tmp_path, sync=None, upstream=(up,))
+    sup = Supervisor(config, host, prober, log, wall=trio.current_time)
+    async with running(sup):
+        await trio.sleep_until(10.5)
+        prober.upstream_up["isp"] = False  # rounds at 11, 12, 13 fail, each after 1 s
+        await trio.sleep_until(16)
+        fault = 10.5
+        assert host.commands[0] == ("advskew", "carp0", {10: 240})
+        assert host.times[0] - fault <= 3 * 1.0 + 1.0 + 0.05  # fall x interval + timeout
+        assert host.times[0] - fault >= 3 * 1.0
