@@ -19,6 +19,7 @@ import os
 import sys
 import time
 
+from . import carrier
 from .printed import Printed, Result, ifconfig_read, ifconfig_writes
 from .store import Store
 from .sysctl_cmd import Sysctl, sysctl_writes
@@ -48,6 +49,11 @@ def run_tool(tool: str, state: str, node: str, argv: Sequence[str]) -> int:
     if printed["hang"] > 0:
         time.sleep(printed["hang"])  # a stuck ioctl: it answers late, with what is true then
         printed = store.read_printed(node)
+    if tool == "ifconfig" and "carrier_from" in printed:  # bound to a real namespace
+        changes = carrier.moved(printed)
+        if changes:
+            carrier.follow(store, node, changes)
+            printed = store.read_printed(node)
     writes = ifconfig_writes(argv) if tool == "ifconfig" else sysctl_writes(argv)
     if writes:
         result = _write(tool, store, node, argv)
@@ -70,7 +76,10 @@ def _write(tool: str, store: Store, node: str, argv: Sequence[str]) -> Result:
 
     program = run_ifconfig if tool == "ifconfig" else run_sysctl
     with store.transaction() as (world, events):
-        return program(Kernel(world, events, time.time()), node, argv)
+        kernel = Kernel(world, events, time.time())
+        result = program(kernel, node, argv)
+    store.log_command(kernel.now, node, [tool, *argv], result.code)
+    return result
 
 
 def _emit(result: Result) -> None:

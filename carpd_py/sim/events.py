@@ -58,3 +58,25 @@ class SimEvent:
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> SimEvent:
         return cls(**d)
+
+
+@dataclass(frozen=True)
+class SimCommand:
+    """One command line a node's executables ran on the write path (not a kernel log line).
+
+    `time` is the wall clock (time.time()) at which the command was applied, under the world's
+    lock: what the network lab's benchmark reads as the moment carpd-py acted, e.g. its first
+    `ifconfig carp0 advskew 240` after a fault. Kept in `STATE.commands`, one JSON object a line.
+    """
+
+    time: float
+    node: str
+    argv: tuple[str, ...]  # ("ifconfig", "carp0", "advskew", "240")
+    code: int  # the exit status
+
+    def to_json(self) -> dict[str, Any]:
+        return {"time": self.time, "node": self.node, "argv": list(self.argv), "code": self.code}
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> SimCommand:
+        return cls(time=d["time"], node=d["node"], argv=tuple(d["argv"]), code=d["code"])

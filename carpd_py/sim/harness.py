@@ -3,7 +3,8 @@
 Each node gets its own directory with `ifconfig` and `sysctl` executables over the shared
 world file, a config file, a state file, a control socket and a log; the daemon is the real
 `carpd-py` console script started as a process, exactly as rc.d would run it (with -d so its
-log can be read from a file).
+log can be read from a file). A node given a network namespace (`netns`) has its daemon started
+inside it with `ip netns exec NAME` (the network lab: `lab.py`).
 """
 
 from __future__ import annotations
@@ -66,6 +67,7 @@ class Node:
     sysctl: str
     process: subprocess.Popen[bytes] | None = None
     config: dict[str, Any] = field(default_factory=dict)
+    netns: str | None = None  # start the daemon in this network namespace (needs root)
 
     @property
     def config_path(self) -> Path:
@@ -117,7 +119,13 @@ def merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
 
 
 class Harness:
-    def __init__(self, root: str | os.PathLike[str], topology: str = "handbook") -> None:
+    def __init__(
+        self,
+        root: str | os.PathLike[str],
+        topology: str = "handbook",
+        *,
+        netns: Mapping[str, str] | None = None,
+    ) -> None:
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
         self.world = World.create(self.root / "world.json", topology=topology)
@@ -125,7 +133,7 @@ class Harness:
         for name in self.world.nodes():
             directory = self.root / name
             ifconfig, sysctl = self.world.install_bin(directory / "bin", name)
-            node = Node(name, directory, ifconfig, sysctl)
+            node = Node(name, directory, ifconfig, sysctl, netns=(netns or {}).get(name))
             node.config = base_config(node)
             self.nodes[name] = node
 
@@ -142,6 +150,8 @@ class Harness:
             self.configure(name)
         log = open(node.log_path, "ab")  # noqa: SIM115 (the daemon owns it while it runs)
         argv = [console_script("carpd-py"), "-d", "-f", str(node.config_path), *args]
+        if node.netns is not None:
+            argv = ["ip", "netns", "exec", node.netns, *argv]  # ip execs the daemon: same pid
         node.process = subprocess.Popen(argv, stdout=log, stderr=log, stdin=subprocess.DEVNULL)
         log.close()
         return node.process

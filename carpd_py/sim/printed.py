@@ -88,6 +88,7 @@ def printed_node(node: Node) -> dict[str, Any]:
     """The snapshot of one node kept in the state file (rendered with render.py)."""
     # Only the write path renders; the read path must not import the model (dataclasses).
     from .render import render_group, render_ifconfig, render_sysctl  # noqa: PLC0415
+    from .state import ETHER  # noqa: PLC0415
     from .view import interface, sysctl_values  # noqa: PLC0415
 
     members: dict[str, list[str]] = {"all": [], "carp": []}
@@ -101,7 +102,7 @@ def printed_node(node: Node) -> dict[str, Any]:
         g: [names, render_group(g, node.group_demote.get(g, 0))] for g, names in members.items()
     }
     values = sysctl_values(node)
-    return {
+    out = {
         "blocks": blocks,
         "groups": groups,
         "sysctl": {k.rpartition(".")[2]: v for k, v in values.items()},
@@ -110,6 +111,10 @@ def printed_node(node: Node) -> dict[str, Any]:
         "garbage": node.garbage,
         "unprivileged": node.unprivileged,
     }
+    if node.carrier_from is not None:  # see carrier.py: the read path compares these
+        out["carrier_from"] = node.carrier_from
+        out["carriers"] = {i.name: i.carrier for i in node.interfaces if i.kind == ETHER}
+    return out
 
 
 class Printed:

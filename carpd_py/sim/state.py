@@ -207,6 +207,9 @@ class Node:
     unprivileged: bool = False  # set commands fail with EPERM, as for a non-root user
     hang: float = 0.0  # the executables sleep this long before answering
     garbage: bool = False  # the executables print output that cannot be parsed
+    # A directory laid out like /sys/class/net: the node's ifconfig takes each physical
+    # interface's carrier from it (see carrier.py); None: the state file is the truth.
+    carrier_from: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -219,6 +222,7 @@ class Node:
             "unprivileged": self.unprivileged,
             "hang": self.hang,
             "garbage": self.garbage,
+            "carrier_from": self.carrier_from,
         }
 
     @classmethod
@@ -233,6 +237,7 @@ class Node:
             unprivileged=d["unprivileged"],
             hang=d["hang"],
             garbage=d["garbage"],
+            carrier_from=d.get("carrier_from"),
         )
 
     def get(self, name: str) -> Iface | None:

@@ -6,6 +6,8 @@ renamed over the state file, so a reader never sees half a file. The event log i
 append-only file, `STATE.events` (one JSON object a line), so that reads of the interfaces do
 not parse the history; and what each node prints is kept in `STATE.NODE.printed` (see
 printed.py), so that a read-only ifconfig or sysctl parses only its own node's few strings.
+`STATE.commands` (append-only, one JSON object a line) records each command the executables ran
+on the write path, with the wall-clock time it was applied (for the lab benchmark).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ if TYPE_CHECKING:
     from collections.abc import Iterator
     from typing import Any
 
-    from .events import SimEvent
+    from .events import SimCommand, SimEvent
     from .state import WorldState
 
 
@@ -31,6 +33,7 @@ class Store:
         self.path = os.fspath(path)
         self.lock_path = self.path + ".lock"
         self.events_path = self.path + ".events"
+        self.commands_path = self.path + ".commands"
 
     @contextmanager
     def _locked(self, mode: int) -> Iterator[None]:
@@ -127,8 +130,9 @@ class Store:
         """Write a new world, replacing any old one and its event log."""
         os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
         with self._locked(fcntl.LOCK_EX):
-            with open(self.events_path, "wb"):
-                pass  # a new, empty log
+            for log in (self.events_path, self.commands_path):
+                with open(log, "wb"):
+                    pass  # a new, empty log
             head, tail = os.path.split(self.path)
             for name in os.listdir(head or "."):  # the printed files of an older world
                 if name.startswith(f"{tail}.") and name.endswith(".printed"):
@@ -145,3 +149,31 @@ class Store:
                     return [SimEvent.from_json(json.loads(line)) for line in f if line.strip()]
             except FileNotFoundError:
                 return []
+
+    def log_command(self, when: float, node: str, argv: list[str], code: int) -> None:
+        """Append one line to `STATE.commands` (O_APPEND: whole lines, no lock, no fsync)."""
+        line = json.dumps(
+            {"time": when, "node": node, "argv": argv, "code": code}, separators=(",", ":")
+        )
+        flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC
+        fd = os.open(self.commands_path, flags, 0o644)
+        try:
+            os.write(fd, (line + "\n").encode())
+        finally:
+            os.close(fd)
+
+    def commands(self) -> list[SimCommand]:
+        from .events import SimCommand  # noqa: PLC0415 (not on the read path)
+
+        try:
+            with open(self.commands_path, "rb") as f:
+                lines = f.read().splitlines()
+        except FileNotFoundError:
+            return []
+        out = []
+        for line in lines:
+            try:
+                out.append(SimCommand.from_json(json.loads(line)))
+            except ValueError:
+                continue  # a line being written right now
+        return out

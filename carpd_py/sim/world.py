@@ -21,7 +21,7 @@ from pathlib import Path
 import carpd_py
 
 from ..model import HostView
-from .events import SimEvent
+from .events import SimCommand, SimEvent
 from .ifconfig_cmd import run_ifconfig
 from .kernel import Kernel
 from .printed import Result
@@ -121,6 +121,16 @@ class World:
             if unprivileged is not None:
                 n.unprivileged = unprivileged
 
+    def set_carrier_source(self, node: str, directory: str | None) -> None:
+        """Make the node's `ifconfig` follow the real carrier of its physical interfaces.
+
+        `directory` is laid out like /sys/class/net (`carrier.SYSFS`, what the network lab
+        uses: the node's executables run inside its namespace); None goes back to the state
+        file alone. See carrier.py.
+        """
+        with self._store.transaction() as (state, _):
+            state.node(node).carrier_from = directory
+
     def ifconfig(self, node: str, *args: str) -> Result:
         """Run `ifconfig ARGS` on a node in this process (no hang, no garbage)."""
         return self._run(run_ifconfig, node, args)
@@ -164,6 +174,10 @@ class World:
     def events(self) -> list[SimEvent]:
         """Every kernel log line so far, oldest first, logged or not at the node's log level."""
         return self._store.events()
+
+    def commands(self) -> list[SimCommand]:
+        """Every command the executables ran on the write path, with when it was applied."""
+        return self._store.commands()
 
     # --- executables -----------------------------------------------------------------------
 
