@@ -65,6 +65,7 @@ from typing import Any
 import psutil
 
 import carpd_py
+from bench.stats import percentile
 from carpd_py.sim.harness import Harness
 from carpd_py.sim.lab import UPSTREAM_TARGETS, Lab
 from carpd_py.sim.world import World
@@ -173,17 +174,6 @@ def keepalived_version() -> str:
 
 
 # --- figures --------------------------------------------------------------------------------
-
-
-def percentile(values: Sequence[float], q: float) -> float:
-    """Linear interpolation between closest ranks, q in [0, 100]."""
-    if not values:
-        return math.nan
-    ordered = sorted(values)
-    rank = (len(ordered) - 1) * q / 100
-    low = math.floor(rank)
-    high = min(low + 1, len(ordered) - 1)
-    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
 
 
 def summarize(values: Sequence[float], missed: int = 0) -> dict[str, float]:
