@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from types import MappingProxyType
 
 # carp(4) states as ifconfig prints them; "<UNKNOWN>" for an out-of-range value.
@@ -103,15 +104,17 @@ class HostView:
     group_demote: Mapping[str, int] = field(default_factory=_frozen_map)
     sysctl: Mapping[str, int] = field(default_factory=_frozen_map)
 
+    @cached_property
+    def _by_name(self) -> Mapping[str, Interface]:
+        # Built once per read: the poll looks interfaces up by name many times.
+        return MappingProxyType({i.name: i for i in self.interfaces})
+
     def get(self, name: str) -> Interface | None:
-        for iface in self.interfaces:
-            if iface.name == name:
-                return iface
-        return None
+        return self._by_name.get(name)
 
     @property
     def names(self) -> frozenset[str]:
-        return frozenset(i.name for i in self.interfaces)
+        return frozenset(self._by_name)
 
     @property
     def carp(self) -> tuple[Interface, ...]:
