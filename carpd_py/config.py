@@ -81,6 +81,8 @@ class PlatformConfig:
     sysctl: str = "/sbin/sysctl"
     command_timeout: float = 2.0  # deadline for one ifconfig/sysctl run
     sysctl_interval: float = 30.0  # how often the daemon re-reads net.inet.carp
+    resync_interval: float = 10.0  # with the routing socket: read the whole host this often
+    route_socket: str = ""  # "": the kernel's routing socket (OpenBSD); a path: a Unix socket
 
 
 @dataclass(frozen=True)
@@ -339,6 +341,8 @@ _SCHEMA = _Table(Config, {
         "sysctl": _ABSPATH,
         "command_timeout": _TIMEOUT,
         "sysctl_interval": _number(0.1, 86400),
+        "resync_interval": _number(0.1, 86400),
+        "route_socket": _string(r"(?:/[^\x00]*)?", '"" or an absolute path', 100),
     }),
     "hooks": _Table(HooksConfig, {
         "on_demote": _argv,

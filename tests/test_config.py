@@ -95,6 +95,8 @@ def test_shipped_config_is_node_a_of_the_handbook() -> None:
             sysctl="/sbin/sysctl",
             command_timeout=2.0,
             sysctl_interval=30.0,
+            resync_interval=10.0,
+            route_socket="",
         ),
         hooks=HooksConfig(on_demote=(), on_restore=(), on_role_change=(), timeout=10.0),
         path=str(ETC),

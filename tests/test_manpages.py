@@ -138,6 +138,8 @@ def shown(value: object) -> str:
         return f"{value:g}"
     if value == ():
         return "[]"
+    if value == "":
+        return '""'
     return str(value)
 
 

@@ -210,6 +210,9 @@ class Node:
     # A directory laid out like /sys/class/net: the node's ifconfig takes each physical
     # interface's carrier from it (see carrier.py); None: the state file is the truth.
     carrier_from: str | None = None
+    # A Unix datagram socket the node's kernel sends its routing messages to (see rtemit.py),
+    # carpd-py's platform.route_socket; None: the node sends none.
+    route_socket: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -223,6 +226,7 @@ class Node:
             "hang": self.hang,
             "garbage": self.garbage,
             "carrier_from": self.carrier_from,
+            "route_socket": self.route_socket,
         }
 
     @classmethod
@@ -238,6 +242,7 @@ class Node:
             hang=d["hang"],
             garbage=d["garbage"],
             carrier_from=d.get("carrier_from"),
+            route_socket=d.get("route_socket"),
         )
 
     def get(self, name: str) -> Iface | None:

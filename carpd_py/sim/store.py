@@ -114,17 +114,22 @@ class Store:
         what its earlier ioctls did stays done, as on the real system); any other exception
         discards the change.
         """
+        from . import rtemit  # noqa: PLC0415 (not on the read path)
+
         with self._locked(fcntl.LOCK_EX):
             state = self._load()
+            before = rtemit.snapshot(state)
             events: list[SimEvent] = []
             try:
                 yield state, events
             except Exit:
                 self._append_events(events)
                 self._write(state)
+                rtemit.deliver(before, rtemit.snapshot(state), state)
                 raise
             self._append_events(events)
             self._write(state)
+            rtemit.deliver(before, rtemit.snapshot(state), state)
 
     def create(self, state: WorldState, events: list[SimEvent]) -> None:
         """Write a new world, replacing any old one and its event log."""

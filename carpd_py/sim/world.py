@@ -131,6 +131,20 @@ class World:
         with self._store.transaction() as (state, _):
             state.node(node).carrier_from = directory
 
+    def set_route_socket(self, node: str, path: str | None) -> None:
+        """Make the node's kernel send its routing messages (RTM_IFINFO on every link or carp
+        state change, RTM_IFANNOUNCE on create and destroy) to the Unix datagram socket at
+        `path`, carpd-py's `platform.route_socket`; None: send none. See rtemit.py."""
+        with self._store.transaction() as (state, _):
+            state.node(node).route_socket = path
+
+    def drop_route_messages(self, node: str) -> str | None:
+        """Stop sending the node's routing messages (a lost message); returns the old path."""
+        with self._store.transaction() as (state, _):
+            n = state.node(node)
+            old, n.route_socket = n.route_socket, None
+        return old
+
     def ifconfig(self, node: str, *args: str) -> Result:
         """Run `ifconfig ARGS` on a node in this process (no hang, no garbage)."""
         return self._run(run_ifconfig, node, args)
