@@ -1,9 +1,14 @@
 """The supervisor: trio wires probes, the decision and the actions, one round per interval.
 
-Every round: read the host, probe the sync peer and every upstream group, all at once, each
-under its own deadline; step the hysteresis; call the pure `decide`; persist the new memory
-BEFORE any command; run the commands in a shielded scope (an action under way finishes even
-when a signal arrives) under a deadline; publish an immutable Status for readers.
+Every round: probe the sync peer and every upstream group, and read the host when due, all at
+once, each under its own deadline; step the hysteresis; call the pure `decide`; persist the new
+memory BEFORE any command; run the commands in a shielded scope (an action under way finishes
+even when a signal arrives) under a deadline; publish an immutable Status for readers.
+
+With the routing socket open (routesock.py) the host is read when a message says that an
+interface that matters changed (interest.py), at once, in a round of its own without probes,
+and otherwise every `platform.resync_interval`; without it, every round. A round where nothing
+changed (no new read, the same verdicts, nothing pending) decides nothing and publishes nothing.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from .config import Config, UpstreamConfig
 from .host import CommandTimeout, HostError
 from .hysteresis import Check, Round, step
 from .inspect import warnings as host_warnings
+from .interest import Interest, interest, why
 from .logsetup import Log
 from .model import HostView
 from .rounds import (
@@ -37,6 +43,8 @@ from .rounds import (
     sync_round,
     upstream_check,
 )
+from .routesock import RouteSocket, open_route_socket
+from .rtmsg import RtMsgError, decode
 from .telemetry import Telemetry, TelemetrySnapshot
 
 
@@ -116,6 +124,13 @@ class Supervisor:
         self.command_error: dict[str, str] = {}
         self.warned: tuple[str, ...] = ()
         self._sysctl_due = 0.0
+        self._route: RouteSocket | None = None  # open while the routing socket reports
+        self._read_due = 0.0  # the next whole read of the host (resync)
+        self._wake = trio.Event()  # set by the listener: read the host now
+        self._woken_by: str | None = None
+        self._interest: tuple[HostView | None, Interest] | None = None
+        self._verdicts: Mapping[str, bool | None] | None = None  # at the last decide
+        self._changed = True  # the last read differed from the one before
         self._configure(config)
         self.status = Status(config=config, started=wall())
 
@@ -125,6 +140,8 @@ class Supervisor:
         self.params = check_params(config)
         # Checks that stay keep their counts and verdicts; new ones start with none.
         self.checks = {name: self.checks.get(name, Check()) for name in check_names(config)}
+        self._interest = None
+        self._verdicts = None  # decide at the next round
 
     # --- memory ------------------------------------------------------------------------
 
@@ -138,6 +155,7 @@ class Supervisor:
             memory = d.after_reboot(memory)
             self.log.notice("host rebooted since the state was written; baselines kept")
         self.memory = memory
+        self._verdicts = None  # decide at the next round
         if memory.demoted:
             self.log.notice(
                 "still demoted from before the restart",
@@ -172,6 +190,7 @@ class Supervisor:
             return
         if due:
             self._sysctl_due = trio.current_time() + self.config.platform.sysctl_interval
+        self._read_due = trio.current_time() + self.config.platform.resync_interval
         if self.read_error is not None:
             self.log.notice("host read works again")
             self.read_error = None
@@ -212,19 +231,28 @@ class Supervisor:
         self.details[name] = result.detail
         out[name] = Round.GOOD if result.good else Round.BAD
 
+    def _read_now(self) -> bool:
+        """Read the host this round: no routing socket, a resync due, or an event waiting."""
+        return self._route is None or trio.current_time() >= self._read_due or self._wake.is_set()
+
     async def poll_once(self) -> None:
         started = trio.current_time()
         got_view: dict[str, HostView] = {}
         peer: dict[str, bool] = {}
         upstream: dict[str, Round] = {}
+        reading = self._read_now()
+        if reading:
+            self._take_wake()
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(self._read, got_view)
+            if reading:
+                nursery.start_soon(self._read, got_view)
             sync = self.config.sync
             if sync is not None and sync.peer is not None:
                 nursery.start_soon(self._ping_peer, peer)
             for up in self.config.upstream:
                 nursery.start_soon(self._probe_upstream, up, upstream)
-        view = got_view.get("view")
+        # Without a read this round, the last view stands: events keep it current.
+        view = got_view.get("view") if reading else self.view
 
         rounds = dict(upstream)
         if sync is not None:
@@ -233,11 +261,51 @@ class Supervisor:
                 self.details[SYNC] = sync_link_problem(view, sync) or "link up"
             if sync.peer is not None and "peer" in peer:
                 self.details[SYNC] += ", peer " + ("answered" if peer["peer"] else "silent")
+        await self._conclude(rounds, got_view.get("view"), started, read=reading)
+
+    async def react(self) -> None:
+        """A routing message said that an interface that matters changed: read the host now
+        and decide on what it shows, without waiting for the probes. Only a SYNC link seen
+        down counts as a round here (a hard failure needs no confirmation); the probes'
+        checks keep their counts."""
+        started = trio.current_time()
+        self._take_wake()
+        got_view: dict[str, HostView] = {}
+        await self._read(got_view)
+        view = got_view.get("view")
+        rounds: dict[str, Round] = {}
+        sync = self.config.sync
+        if sync is not None and view is not None:
+            problem = sync_link_problem(view, sync)
+            if problem is not None:
+                rounds[SYNC] = Round.HARD
+                self.details[SYNC] = problem
+        await self._conclude(rounds, view, started, read=True)
+
+    async def _conclude(
+        self, rounds: Mapping[str, Round], view: HostView | None, started: float, *, read: bool
+    ) -> None:
+        """Step the checks; when anything changed, decide (on a fresh read), act, publish.
+
+        `read`: the host was read this round (`view` None: the read failed)."""
         self._step_checks(rounds)
         if view is not None:
-            self._observe(view)
-            self.view = view
-
+            self._take_view(view)
+        verdicts = {name: c.up for name, c in self.checks.items()}
+        if self._idle(verdicts, changed=view is not None and self._changed):
+            self.telemetry.polls += 1
+            self.telemetry.poll_durations.observe(trio.current_time() - started)
+            if read:
+                self.publish()  # a resync: the metrics and the status catch up
+            return  # nothing new: no decide, no publish
+        if not read:
+            # Decide only on what the host shows now, never on an older read.
+            got: dict[str, HostView] = {}
+            await self._read(got)
+            view = got.get("view")
+            if view is not None:
+                self._take_view(view)
+        self._verdicts = verdicts
         inputs = d.Inputs(
             checks=MappingProxyType(dict(self.checks)),
             now=self.wall(),
@@ -250,6 +318,24 @@ class Supervisor:
         self.telemetry.polls += 1
         self.telemetry.poll_durations.observe(trio.current_time() - started)
         self.publish()
+
+    def _take_view(self, view: HostView) -> None:
+        """A new read: log role changes and warnings when it differs from the last one."""
+        self._changed = view != self.view
+        if self._changed:
+            self._observe(view)
+        self.view = view
+
+    def _idle(self, verdicts: Mapping[str, bool | None], *, changed: bool) -> bool:
+        """Nothing to decide: the host as before, the same verdicts, nothing pending."""
+        return not changed and verdicts == self._verdicts and self._settled()
+
+    def _settled(self) -> bool:
+        """Nothing that time alone can change: not demoted (hold-down), nothing in flight."""
+        m = self.memory
+        if m.demoted or m.share != m.share_target or m.share_pending:
+            return False
+        return all(r.sent is None and r.target == r.seen for r in m.vhids.values())
 
     def _step_checks(self, rounds: Mapping[str, Round]) -> None:
         for name, result in rounds.items():
@@ -385,6 +471,7 @@ class Supervisor:
         """Takes effect at the next round; persisted now, so it survives a restart."""
         if self.memory.maintenance != on:
             self.persist(d.set_maintenance(self.memory, on))
+            self._verdicts = None  # decide at the next round
             self.log.notice("maintenance " + ("on" if on else "off"))
             self.publish()
 
@@ -402,7 +489,31 @@ class Supervisor:
             method=self.policy.method,
             interval=self.config.interval,
         )
-        task_status.started()
+        route = open_route_socket(self.config.platform.route_socket)
+        if isinstance(route, str):
+            self.log.notice(
+                "no routing socket: reading the host every interval",
+                reason=route,
+                interval=self.config.interval,
+            )
+        try:
+            async with trio.open_nursery() as nursery:
+                if not isinstance(route, str):
+                    self._route = route
+                    nursery.start_soon(self._listen, route)
+                    self.log.info(
+                        "listening to the routing socket",
+                        socket=route.what,
+                        resync_interval=self.config.platform.resync_interval,
+                    )
+                task_status.started()
+                await self._loop()
+        finally:
+            self._route = None
+            if not isinstance(route, str):
+                route.close()
+
+    async def _loop(self) -> None:
         next_tick = trio.current_time()
         while True:
             await self.poll_once()
@@ -410,7 +521,51 @@ class Supervisor:
             # is followed by the next one at once: skipping a tick would double the time
             # that `fall` bad rounds take.
             next_tick = max(next_tick + self.config.interval, trio.current_time())
-            await trio.sleep_until(next_tick)
+            while True:
+                with trio.move_on_at(next_tick):
+                    await self._wake.wait()
+                if not self._wake.is_set():
+                    break
+                await self.react()
+
+    def _take_wake(self) -> str | None:
+        """The reason the listener gave for a read now (None: none), cleared."""
+        reason = self._woken_by
+        if self._wake.is_set():
+            self._wake = trio.Event()
+        self._woken_by = None
+        return reason
+
+    async def _listen(self, route: RouteSocket) -> None:
+        """Read the routing socket; wake the loop for a message that matters."""
+        bad: str | None = None
+        while True:
+            try:
+                data = await route.receive()
+            except OSError as exc:
+                self.log.error(
+                    "routing socket failed: reading the host every interval",
+                    error=exc.strerror or str(exc),
+                )
+                self._route = None
+                return
+            try:
+                reason = why(decode(data), self._interest_now())
+            except RtMsgError as exc:
+                if str(exc) != bad:
+                    self.log.warning("unreadable routing message: reading the host", error=str(exc))
+                bad = str(exc)
+                reason = "unreadable routing message"
+            if reason is not None and not self._wake.is_set():
+                self._woken_by = reason
+                self.log.debug("routing message", reason=reason)
+                self._wake.set()
+
+    def _interest_now(self) -> Interest:
+        """What matters according to the last read; computed once per read."""
+        if self._interest is None or self._interest[0] is not self.view:
+            self._interest = (self.view, interest(self.view, self.config))
+        return self._interest[1]
 
     async def shutdown(self) -> None:
         """On SIGTERM/SIGINT. By default leave the node as it is (a demoted node stays

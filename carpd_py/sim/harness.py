@@ -85,6 +85,11 @@ class Node:
     def socket_path(self) -> Path:
         return self.root / "control.sock"
 
+    @property
+    def route_path(self) -> Path:
+        """Where the daemon listens for the simulated kernel's routing messages."""
+        return self.root / "route.sock"
+
     def log(self) -> str:
         try:
             return self.log_path.read_text(encoding="utf-8", errors="replace")
@@ -102,7 +107,13 @@ def base_config(node: Node) -> dict[str, Any]:
         "metrics": {"listen": ""},
         "log": {"level": "info"},
         "control": {"socket": str(node.socket_path)},
-        "platform": {"ifconfig": node.ifconfig, "sysctl": node.sysctl, "command_timeout": 2.0},
+        "platform": {
+            "ifconfig": node.ifconfig,
+            "sysctl": node.sysctl,
+            "command_timeout": 2.0,
+            "route_socket": str(node.route_path),
+            "resync_interval": 1.0,
+        },
     }
 
 
@@ -136,6 +147,7 @@ class Harness:
             node = Node(name, directory, ifconfig, sysctl, netns=(netns or {}).get(name))
             node.config = base_config(node)
             self.nodes[name] = node
+            self.world.set_route_socket(name, str(node.route_path))
 
     def configure(self, name: str, **over: Any) -> Path:
         """Merge `over` into the node's config (None removes a key) and write it."""
