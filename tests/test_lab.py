@@ -114,10 +114,13 @@ def test_the_simulated_links_follow_the_real_veths(lab: Lab, tmp_path: Path) -> 
     h = lab.harness(tmp_path)
     a, b = h.nodes["A"].ifconfig, h.nodes["B"].ifconfig
     lab.link_down("fwA", "em2")  # a direct cable: B's end loses its carrier too
-    assert "status: active" in h.world.ifconfig("A", "em2").stdout  # nobody has looked yet
+    # Each node's watcher (`ip monitor link` in its namespace, carrier.watch) follows the
+    # real carrier as it changes: no ifconfig has to run for the world to know.
+    wait_until(lambda: h.world.demote_count("A") == 1, WAIT, "A follows its em2")
+    wait_until(lambda: h.world.demote_count("B") == 1, WAIT, "B follows its em2")
     if not Path("/sys/class/net/em2").exists():  # outside the namespace: nothing to follow
         subprocess.run([a], capture_output=True, check=True)
-        assert h.world.demote_count("A") == 0
+        assert h.world.demote_count("A") == 1
     assert "status: no carrier" in lab.run_in("fwA", [a, "em2"]).stdout
     assert h.world.demote_count("A") == 1  # the kernel's own pfsync demotion
     assert "status: no carrier" in lab.run_in("fwB", [b, "em2"]).stdout
@@ -130,6 +133,21 @@ def test_the_simulated_links_follow_the_real_veths(lab: Lab, tmp_path: Path) -> 
 
 
 # --- (a) SYNC carrier ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("lab", ["switch"], indirect=True)
+def test_a_real_sync_carrier_loss_is_heard_at_once_not_at_the_next_poll(
+    pair: Harness, lab: Lab
+) -> None:
+    """interval 5, resync_interval 30: the veth's carrier loss reaches the simulated kernel
+    through netlink (carrier.watch), its RTM_IFINFO reaches carpd-py, which demotes."""
+    for name in pair.nodes:
+        pair.configure(name, interval=5.0, platform={"resync_interval": 30.0})
+    start(pair)
+    lab.link_down("fwA", "em2")
+    took = wait_until(lambda: demoted(pair, "A"), WAIT, "A demoted")
+    assert took < 2.5  # not the next poll (up to 5 s), nor the resync (30 s)
+    assert "notice  demoting reasons=sync" in pair.nodes["A"].log()
 
 
 @pytest.mark.parametrize("lab", ["switch"], indirect=True)

@@ -66,3 +66,37 @@ def follow(store: Store, node: str, changes: dict[str, bool]) -> None:
             if iface is not None and iface.kind == ETHER:
                 iface.carrier = up
         Kernel(world, events, time.time()).settle()
+
+
+def watch(state: str, node: str, monitor: list[str] | None = None) -> None:
+    """Follow the real carriers as they change: one `ip -o monitor link` line is one chance.
+
+    Runs inside the node's namespace (the network lab starts it there). Every line `ip monitor`
+    prints (a link's flags or carrier changed) makes the node take the carriers again, through
+    the write path, so the simulated kernel's link hooks, elections and routing messages
+    (rtemit.py) follow the real link at once, not when the node's next `ifconfig` runs.
+    """
+    import subprocess  # noqa: PLC0415 (this long-running watcher only)
+
+    from .store import Store  # noqa: PLC0415
+
+    store = Store(state)
+
+    def catch_up() -> None:
+        printed = store.read_printed(node)
+        changes = moved(printed)
+        if changes:
+            follow(store, node, changes)
+
+    argv = monitor if monitor is not None else ["ip", "-o", "monitor", "link"]
+    with subprocess.Popen(argv, stdout=subprocess.PIPE, stdin=subprocess.DEVNULL) as proc:
+        assert proc.stdout is not None
+        catch_up()  # what changed before the monitor started
+        for _line in proc.stdout:
+            catch_up()
+
+
+if __name__ == "__main__":  # python -m carpd_py.sim.carrier STATE NODE
+    import sys
+
+    watch(sys.argv[1], sys.argv[2])

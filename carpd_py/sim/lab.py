@@ -61,6 +61,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from types import FrameType, TracebackType
 from typing import Any, Literal
 
@@ -391,8 +392,14 @@ class Lab:
         taken from the real veths (`World.set_carrier_source`)."""
         netns = {node: self.ns(key) for node, key in NODE_NAMESPACE.items()}
         harness = Harness(root, topology, netns=netns)
+        root_dir = str(Path(__file__).resolve().parents[2])
+        env = {**os.environ, "PYTHONPATH": root_dir}
         for node in harness.nodes:
+            key = NODE_NAMESPACE[node]
             harness.world.set_carrier_source(node, SYSFS)
+            # The node follows its veths as they change (netlink), not at its next ifconfig.
+            argv = [sys.executable, "-m", "carpd_py.sim.carrier", str(harness.world.path), node]
+            self.popen_in(key, argv, env=env)
         return harness
 
     # --- looking ------------------------------------------------------------------------
