@@ -314,6 +314,8 @@ class Supervisor:
             others=released_advskews(view, self.config, self.memory.vhids) if view else {},
         )
         memory, effects = d.decide(self.policy, self.memory, inputs)
+        if any(isinstance(e, d.COMMANDS) for e in effects):
+            self.publish()  # what was read, before the commands take their time
         await self.apply(memory, effects)
         self.telemetry.polls += 1
         self.telemetry.poll_durations.observe(trio.current_time() - started)
