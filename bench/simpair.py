@@ -99,6 +99,9 @@ class BenchNode:
                 "ifconfig": ifconfig or self.ifconfig,
                 "sysctl": sysctl or self.sysctl,
                 "command_timeout": 2.0,
+                # The default (the harness's nodes resync every second for the tests); the
+                # routing socket is the node's, delivered by the simulated kernel.
+                "resync_interval": 10.0,
             },
         }
         self.harness.configure("A", **over)
