@@ -79,7 +79,11 @@ def test_prometheus_sees_the_pair_fail_over_and_back(tmp_path: Path) -> None:
                  30, "A MASTER again in Prometheus")  # fmt: skip
             restores = poll(lambda: prom.query("carpd_restores_total > 0"), 30, "a restore")
             assert {instance[r["metric"]["instance"]] for r in restores} == {"A"}
-            split = prom.query('ALERTS{alertname="CarpSplitBrain"}')
-            assert split is None  # never two MASTERs of one vhid
+            # Never two MASTERs of one vhid for longer than a handover: the two daemons are
+            # scraped at different moments of the same second, so one evaluation may pair one's
+            # sample from before the change with the other's from after (pending); the rule's
+            # `for: 10s` is there for that (see the rules' unit tests).
+            split = prom.query('ALERTS{alertname="CarpSplitBrain",alertstate="firing"}')
+            assert split is None
     finally:
         h.stop_all()
