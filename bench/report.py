@@ -294,9 +294,12 @@ def side_verdicts(side: SideBySide) -> list[Verdict]:
         if any("sync" in kind for kind in slow):
             causes.append(
                 "keepalived hears of a carrier loss from netlink the moment it happens; carpd-py "
-                "polls ifconfig every interval (1 s), so it waits half an interval on average "
-                "and up to a whole one (OpenBSD's route socket would tell it at once: carpd-py "
-                "does not listen to it)"
+                "hears it from the simulated kernel's routing message, sent once the node's "
+                "watcher (ip monitor link) has taken the carrier into the world file, then "
+                "reads the host (two Python ifconfig runs) and runs its set command (a third): "
+                "with both nodes' watchers, daemons and commands taking the world's lock in "
+                "turn on two shared cores, that is hundreds of ms of the simulator's, where "
+                "OpenBSD's C ifconfig answers in about 1 ms"
             )
         latency = side.carpd.get("sim_command_latency_s")
         for key in (k for k in slow_keys if "sync" not in k):

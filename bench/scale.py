@@ -222,6 +222,7 @@ def _daemon_poll(node: BenchNode, seconds: float, stub: tuple[str, str] | None) 
         metrics=True,
         ifconfig=stub[0] if stub else None,
         sysctl=stub[1] if stub else None,
+        route_socket=False,  # a read every poll: what a poll costs as it grows
     )
     try:
         proc = node.start()

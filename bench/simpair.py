@@ -85,6 +85,7 @@ class BenchNode:
         metrics: bool = True,
         ifconfig: str | None = None,
         sysctl: str | None = None,
+        route_socket: bool = True,
     ) -> dict[str, Any]:
         """Write A's config: production defaults, with what the run needs."""
         self.metrics_port = free_port() if metrics else None
@@ -102,6 +103,8 @@ class BenchNode:
                 # The default (the harness's nodes resync every second for the tests); the
                 # routing socket is the node's, delivered by the simulated kernel.
                 "resync_interval": 10.0,
+                # Without it the daemon reads the host every interval (the poll cost runs).
+                "route_socket": str(self.node.route_path) if route_socket else "",
             },
         }
         self.harness.configure("A", **over)
