@@ -327,7 +327,9 @@ def kill_leftovers(tmp: Path) -> None:
                 pass
 
 
-def make_rig(tmp: Path, shebang: str, *, body: str = DAEMON, config: str = CONFIG) -> Rig:
+def make_rig(
+    tmp: Path, shebang: str, *, body: str = DAEMON, config: str = CONFIG, source: Path = SCRIPT
+) -> Rig:
     ksh = need(("loksh", "mksh"), "mksh")
     need(("pgrep",), "procps")
     need(("pkill",), "procps")
@@ -349,9 +351,9 @@ def make_rig(tmp: Path, shebang: str, *, body: str = DAEMON, config: str = CONFI
     subr = tmp / "rc.subr"
     subr.write_text(RC_SUBR.replace("@RCCONF@", str(rcconf)).replace("@RUNDIR@", str(rundir)))
 
-    text = SCRIPT.read_text()
-    assert text.count(DAEMON_LINE) == 1, f"{SCRIPT}: expected one line {DAEMON_LINE!r}"
-    assert text.count(SOURCE_LINE) == 1, f"{SCRIPT}: expected one line {SOURCE_LINE!r}"
+    text = source.read_text()
+    assert text.count(DAEMON_LINE) == 1, f"{source}: expected one line {DAEMON_LINE!r}"
+    assert text.count(SOURCE_LINE) == 1, f"{source}: expected one line {SOURCE_LINE!r}"
     (tmp / "rc.d").mkdir()
     script = tmp / "rc.d" / "carpd_py"
     script.write_text(
