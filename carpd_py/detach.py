@@ -7,7 +7,7 @@ listener, peer sockets, first host read); the parent waits on a pipe for the chi
     ready          the parent exits 0: everything that can fail at start has been done
     any other text the parent prints it on stderr and exits 1 (the child exits too)
     nothing (EOF)  the child died during start-up: the parent says so and exits 1
-    no word in time the parent stops the child and exits 1
+    no word in time the parent stops the child and exits 1 (on ^C: 130)
 
 Once ready, the child points its stdin, stdout and stderr at /dev/null (it logs to syslog)
 and carries on alone. The start-up code only sees a `Startup`: `ready()` when everything is
@@ -100,6 +100,10 @@ def detach(timeout: float, prog: str = "carpd-py") -> Detached | int:
     os.close(wfd)
     try:
         word, complete = _read_word(rfd, timeout)
+    except KeyboardInterrupt:  # ^C while waiting: the operator gives up on this start
+        _stop(pid)
+        print(f"{prog}: interrupted before it was ready; stopped it", file=sys.stderr)
+        return 130
     finally:
         os.close(rfd)
     if word == READY:

@@ -180,6 +180,25 @@ def test_a_child_that_is_not_ready_in_time_is_stopped(tmp_path: Path) -> None:
     wait_until(lambda: not psutil.pid_exists(pid), 10, "the child is gone")
 
 
+def test_an_interrupted_wait_stops_the_child(tmp_path: Path) -> None:
+    mark = tmp_path / "pid"
+    code = CHILD.format(
+        timeout=30.0, child=f"open({str(mark)!r}, 'w').write(str(os.getpid())); time.sleep(60)"
+    )
+    parent = subprocess.Popen(
+        [sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    wait_until(lambda: mark.exists() and mark.read_text() != "", 10, "the child runs")
+    parent.send_signal(signal.SIGINT)  # ^C reaches the parent; the child has its own session
+    _, stderr = parent.communicate(timeout=DEADLINE)
+    assert (parent.returncode, stderr) == (
+        130,
+        "carpd-py: interrupted before it was ready; stopped it\n",
+    )
+    pid = int(mark.read_text())
+    wait_until(lambda: not psutil.pid_exists(pid), 10, "the child is gone")
+
+
 def test_only_the_first_word_counts() -> None:
     done = run_child("startup.ready(); startup.failed('too late'); time.sleep(0.2)")
     assert (done.returncode, done.stdout, done.stderr) == (0, "", "")
