@@ -109,6 +109,9 @@ def detach(timeout: float, prog: str = "carpd-py") -> Detached | int:
     if word == READY:
         return 0
     if word:
+        # It said why it cannot start and is on its way out: once the command has failed,
+        # nothing of it may be left running (rc.subr would find it with rc_check).
+        _stop(pid, grace=STOP_WAIT)
         text = word.decode("utf-8", "replace").rstrip("\n")
         print(f"{prog}: {text}", file=sys.stderr)
         return 1
@@ -154,18 +157,21 @@ def _died(pid: int) -> str:
     return "it closed its pipe"
 
 
-def _stop(pid: int) -> None:
-    """The child missed its deadline: SIGTERM, and SIGKILL if that does not stop it."""
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + STOP_WAIT
-    while time.monotonic() < deadline:
-        try:
-            done, _ = os.waitpid(pid, os.WNOHANG)
-        except ChildProcessError:
-            return
-        if done:
-            return
-        time.sleep(0.05)
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGKILL)
+def _stop(pid: int, grace: float = 0.0) -> None:
+    """Wait `grace` seconds for the child to exit by itself, then SIGTERM, then SIGKILL if
+    that does not stop it either; reap it."""
+    for sig in (None, signal.SIGTERM, signal.SIGKILL):
+        if sig is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, sig)
+        deadline = time.monotonic() + (grace if sig is None else STOP_WAIT)
+        while True:
+            try:
+                done, _ = os.waitpid(pid, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if done:
+                return
+            if time.monotonic() >= deadline:
+                break
+            time.sleep(0.02)

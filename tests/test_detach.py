@@ -199,6 +199,13 @@ def test_an_interrupted_wait_stops_the_child(tmp_path: Path) -> None:
     wait_until(lambda: not psutil.pid_exists(pid), 10, "the child is gone")
 
 
+def test_a_failed_start_returns_only_once_the_child_is_gone(tmp_path: Path) -> None:
+    mark = tmp_path / "gone"
+    done = run_child(f"startup.failed('no luck'); time.sleep(0.5); open({str(mark)!r}, 'w')")
+    assert (done.returncode, done.stderr) == (1, "carpd-py: no luck\n")
+    assert mark.exists()  # written by the child on its way out, before the parent returned
+
+
 def test_only_the_first_word_counts() -> None:
     done = run_child("startup.ready(); startup.failed('too late'); time.sleep(0.2)")
     assert (done.returncode, done.stdout, done.stderr) == (0, "", "")
