@@ -201,7 +201,11 @@ def test_an_interrupted_wait_stops_the_child(tmp_path: Path) -> None:
 
 def test_a_failed_start_returns_only_once_the_child_is_gone(tmp_path: Path) -> None:
     mark = tmp_path / "gone"
-    done = run_child(f"startup.failed('no luck'); time.sleep(0.5); open({str(mark)!r}, 'w')")
+    # The child lets go of the captured pipes first, so run_child waits for the parent alone.
+    done = run_child(
+        "null = os.open(os.devnull, os.O_RDWR); os.dup2(null, 1); os.dup2(null, 2)\n"
+        f"startup.failed('no luck'); time.sleep(0.5); open({str(mark)!r}, 'w')"
+    )
     assert (done.returncode, done.stderr) == (1, "carpd-py: no luck\n")
     assert mark.exists()  # written by the child on its way out, before the parent returned
 
