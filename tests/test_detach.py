@@ -50,8 +50,13 @@ def stop_all(config: Path) -> None:
 @pytest.fixture
 def pair(tmp_path: Path) -> Iterator[Harness]:
     h = Harness(tmp_path / "pair")
-    # syslog on a socket nobody listens on: lines are dropped, never printed
-    h.configure("A", log={"socket": str(tmp_path / "no-syslog.sock")})
+    # syslog on a socket nobody listens on: lines are dropped, never printed. A generous
+    # command deadline: the first host read runs a simulated ifconfig on a busy machine.
+    h.configure(
+        "A",
+        log={"socket": str(tmp_path / "no-syslog.sock")},
+        platform={"command_timeout": 10.0},
+    )
     yield h
     stop_all(h.nodes["A"].config_path)
 

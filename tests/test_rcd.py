@@ -328,7 +328,13 @@ def kill_leftovers(tmp: Path) -> None:
 
 
 def make_rig(
-    tmp: Path, shebang: str, *, body: str = DAEMON, config: str = CONFIG, source: Path = SCRIPT
+    tmp: Path,
+    shebang: str,
+    *,
+    body: str = DAEMON,
+    config: str = CONFIG,
+    source: Path = SCRIPT,
+    timeout: int = DAEMON_TIMEOUT,
 ) -> Rig:
     ksh = need(("loksh", "mksh"), "mksh")
     need(("pgrep",), "procps")
@@ -346,7 +352,7 @@ def make_rig(
     config_path = tmp / "carpd-py.conf"
     config_path.write_text(config.format(tmp=tmp))
     rcconf = tmp / "rc.conf.local"
-    rcconf.write_text(f"carpd_py_flags=-f {config_path}\ncarpd_py_timeout={DAEMON_TIMEOUT}\n")
+    rcconf.write_text(f"carpd_py_flags=-f {config_path}\ncarpd_py_timeout={timeout}\n")
     rundir = tmp / "run"
     subr = tmp / "rc.subr"
     subr.write_text(RC_SUBR.replace("@RCCONF@", str(rcconf)).replace("@RUNDIR@", str(rundir)))
@@ -522,9 +528,12 @@ sys.exit(main())
 
 def real_rig(tmp: Path, **over: object) -> tuple[Rig, Harness]:
     h = Harness(tmp / "pair")
-    h.configure("A", log={"socket": str(tmp / "no-syslog.sock")}, **over)
+    # Generous deadlines: the first host read runs a simulated ifconfig on a busy machine.
+    h.configure(
+        "A", log={"socket": str(tmp / "no-syslog.sock")}, platform={"command_timeout": 10.0}, **over
+    )
     text = h.nodes["A"].config_path.read_text().replace("{", "{{").replace("}", "}}")
-    return make_rig(tmp, f"#!{PY}", body=REAL_DAEMON, config=text), h
+    return make_rig(tmp, f"#!{PY}", body=REAL_DAEMON, config=text, timeout=60), h
 
 
 def test_the_real_daemon_is_ready_when_start_returns_and_stop_finds_it(cleanup: Path) -> None:
