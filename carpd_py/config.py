@@ -251,8 +251,8 @@ def _array(item: Check, *, most: int, unique: bool = False) -> Check:
     def check(v: Any) -> tuple[Any, ...]:
         if not isinstance(v, list):
             raise _Bad(f"must be an array, not {_show(v)}")
-        if (bad := _too_many(v, most)) is not None:
-            raise bad
+        if (too_many := _too_many(v, most)) is not None:
+            raise too_many
         out: list[Any] = []
         seen: set[Any] = set()
         found: list[tuple[str, str]] = []
@@ -405,8 +405,8 @@ def _walk(raw: Any, node: Node, path: str, out: _Problems) -> Any:
         if not isinstance(raw, list):
             out.add(path, f"must be an array of tables, not {_show(raw)}")
             return _INVALID
-        if (bad := _too_many(raw, node.most)) is not None:
-            out.add(path, str(bad))
+        if (too_many := _too_many(raw, node.most)) is not None:
+            out.add(path, str(too_many))
             return _INVALID
         return tuple(_walk(item, node.table, f"{path}[{i}]", out) for i, item in enumerate(raw))
     if isinstance(node, _Table):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import sys
 import types
 import typing
@@ -30,6 +31,7 @@ from carpd_py.config import (
     PlatformConfig,
     SyncConfig,
     UpstreamConfig,
+    _array,
     load_config,
     parse_config,
 )
@@ -576,7 +578,7 @@ def test_fuzz_the_shipped_config_with_one_value_changed(line: int, value: str) -
 
 def test_a_list_over_its_limit_is_refused_without_checking_each_item() -> None:
     targets = ", ".join(f'"10.{i // 65536}.{i // 256 % 256}.{i % 256}"' for i in range(30000))
-    assert problems(f'{ISP}targets = [{targets}]\n') == [
+    assert problems(f"{ISP}targets = [{targets}]\n") == [
         f"{F}: upstream[0].targets: must have at most 256 entries, not 30000"
     ]
     interfaces = ", ".join(f'"carp{i}"' for i in range(1025))
@@ -645,8 +647,6 @@ class Counted:
 
 
 def test_the_duplicate_check_is_linear() -> None:
-    from carpd_py.config import _array
-
     check = _array(lambda v: v, unique=True, most=100000)
     Counted.eq_calls = 0
     assert len(check([Counted(i) for i in range(5000)])) == 5000
@@ -670,8 +670,6 @@ def test_load_config_refuses_a_file_over_the_size_limit(tmp_path: Path) -> None:
 
 
 def test_load_config_refuses_a_fifo_at_once(tmp_path: Path) -> None:
-    import os
-
     path = tmp_path / "fifo.conf"
     os.mkfifo(path)
     with pytest.raises(ConfigError) as info:
