@@ -29,7 +29,7 @@ ProbeMethod = Literal["icmp", "tcp", "exec"]
 DEFAULT_PATH = "/etc/carpd-py.conf"
 
 # Limits that keep reading a config cheap whatever the file holds (carpd-py.conf(5), LIMITS).
-MAX_FILE_SIZE = 256 * 1024  # bytes
+MAX_FILE_SIZE = 128 * 1024  # bytes
 MAX_INTERFACES = 1024  # demote.interfaces
 MAX_GROUPS = 64  # [[upstream]] tables
 MAX_TARGETS = 256  # upstream.targets of one group

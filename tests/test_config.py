@@ -661,11 +661,11 @@ def test_a_duplicate_is_still_named_by_its_index() -> None:
 
 def test_load_config_refuses_a_file_over_the_size_limit(tmp_path: Path) -> None:
     path = tmp_path / "carpd-py.conf"
-    path.write_text("# " + "x" * (256 * 1024) + "\n")
+    path.write_text("# " + "x" * (128 * 1024) + "\n")
     with pytest.raises(ConfigError) as info:
         load_config(str(path))
     assert info.value.problems == [
-        f"{path}: too large: {256 * 1024 + 3} bytes, at most {256 * 1024}"
+        f"{path}: too large: {128 * 1024 + 3} bytes, at most {128 * 1024}"
     ]
 
 

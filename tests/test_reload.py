@@ -166,6 +166,6 @@ def test_a_huge_or_broken_config_by_sighup_is_refused_and_the_node_still_demotes
     pair.world.set_link("A", "em2", up=False)
     wait_until(lambda: pair.advskews("A") == {"carp0": 240, "carp1": 240}, WAIT, "A demoted")
     wait_until(lambda: "too large" in node.log(), WAIT, "the refusal")
-    assert "at most 262144" in node.log()
+    assert "at most 131072" in node.log()
     assert "configuration reloaded" not in node.log()
     assert node.process.poll() is None
