@@ -112,8 +112,13 @@ class Daemon:
             ]
         kept = [k for k in RESTART_ONLY if getattr(new, k) != getattr(old, k)]
         if kept:
-            self.log.warning("reload: these need a restart and keep their old values", keys=kept)
             new = replace(new, **{k: getattr(old, k) for k in kept})
+        if new.platform.route_socket != old.platform.route_socket:  # opened once, at start
+            kept.append("platform.route_socket")
+            route = old.platform.route_socket
+            new = replace(new, platform=replace(new.platform, route_socket=route))
+        if kept:
+            self.log.warning("reload: these need a restart and keep their old values", keys=kept)
         return new, []
 
     async def reload(self, checked: Config | None = None) -> list[str]:
