@@ -46,6 +46,9 @@ def run_tool(tool: str, state: str, node: str, argv: Sequence[str]) -> int:
     except (OSError, ValueError) as exc:
         sys.stderr.write(f"{tool}: carpd-sim: {exc}\n")
         return 1
+    if printed.get("due") is not None and time.time() >= printed["due"]:
+        _advance(store)  # a timer ran out since the last write: bring the world to now
+        printed = store.read_printed(node)
     if printed["hang"] > 0:
         time.sleep(printed["hang"])  # a stuck ioctl: it answers late, with what is true then
         printed = store.read_printed(node)
@@ -71,15 +74,22 @@ def run_tool(tool: str, state: str, node: str, argv: Sequence[str]) -> int:
 def _write(tool: str, store: Store, node: str, argv: Sequence[str]) -> Result:
     # The write path loads the kernel; the read path above never imports it.
     from .ifconfig_cmd import run_ifconfig  # noqa: PLC0415
-    from .kernel import Kernel  # noqa: PLC0415
+    from .kernel import transaction  # noqa: PLC0415
     from .sysctl_cmd import run_sysctl  # noqa: PLC0415
 
     program = run_ifconfig if tool == "ifconfig" else run_sysctl
-    with store.transaction() as (world, events):
-        kernel = Kernel(world, events, time.time())
+    wall = time.time()
+    with transaction(store, wall) as kernel:
         result = program(kernel, node, argv)
-    store.log_command(kernel.now, node, [tool, *argv], result.code)
+    store.log_command(wall, node, [tool, *argv], result.code)
     return result
+
+
+def _advance(store: Store) -> None:
+    from .kernel import transaction  # noqa: PLC0415 (not on the read path)
+
+    with transaction(store, time.time()):
+        pass
 
 
 def _emit(result: Result) -> None:

@@ -73,8 +73,11 @@ class Store:
     def _write(self, state: WorldState) -> None:
         from .printed import printed_node  # noqa: PLC0415 (not on the read path)
 
+        due = None if state.due is None else state.wall_time(state.due)
         for name, node in state.nodes.items():
-            printed = json.dumps(printed_node(node), separators=(",", ":")).encode()
+            data = printed_node(node)
+            data["due"] = due  # the wall-clock time at which this output may be stale
+            printed = json.dumps(data, separators=(",", ":")).encode()
             self._replace(self.printed_path(name), printed)
         self._replace(self.path, json.dumps(state.to_json(), separators=(",", ":")).encode())
 

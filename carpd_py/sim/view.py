@@ -73,8 +73,7 @@ def iface_flags(node: Node, iface: Iface) -> int:
         return IFF_LOOPBACK | IFF_MULTICAST | up | (IFF_RUNNING if iface.up else 0)
     if iface.kind == PFSYNC:
         assert iface.pfsync is not None
-        running = iface.up and not iface.pfsync.link_demoted
-        return up | (IFF_RUNNING if running else 0)
+        return up | (IFF_RUNNING if iface.up else 0)  # 7.4+: RUNNING while pfsync is up
     if iface.kind == CARP:
         flags = IFF_BROADCAST | IFF_SIMPLEX | IFF_MULTICAST | up
         return flags | (IFF_RUNNING if carp_running(node, iface) else 0)
