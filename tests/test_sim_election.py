@@ -17,19 +17,7 @@ from carpd_py.sim.state import BACKUP, INIT, MASTER
 from carpd_py.sim.topology import build_world, handbook_node
 from carpd_py.sim.world import BOOT_AGE, World
 
-T0 = 1_700_000_000.0
-SETTLE = 10.0  # longer than any master-down time of the handbook pair
-
-
-class Clock:
-    def __init__(self, t: float = T0) -> None:
-        self.t = t
-
-    def __call__(self) -> float:
-        return self.t
-
-    def step(self, seconds: float) -> None:
-        self.t += seconds
+from .simclock import SETTLE, T0, Clock
 
 
 @pytest.fixture
