@@ -153,6 +153,21 @@ class Store:
             except FileNotFoundError:
                 return []
 
+    def events_from(self, offset: int) -> tuple[list[SimEvent], int]:
+        """Whole lines of the event log after byte `offset`, and where they end."""
+        from .events import SimEvent  # noqa: PLC0415 (not on the read path)
+
+        with self._locked(fcntl.LOCK_SH):
+            try:
+                with open(self.events_path, "rb") as f:
+                    f.seek(offset)
+                    data = f.read()
+            except FileNotFoundError:
+                return [], offset
+        end = data.rfind(b"\n") + 1
+        lines = data[:end].splitlines()
+        return [SimEvent.from_json(json.loads(line)) for line in lines if line.strip()], offset + end
+
     def log_command(self, when: float, node: str, argv: list[str], code: int) -> None:
         """Append one line to `STATE.commands` (O_APPEND: whole lines, no lock, no fsync)."""
         line = json.dumps(

@@ -187,10 +187,22 @@ class World:
         return self._store.read().sim_time(self.clock())
 
     def advance(self) -> list[SimEvent]:
-        """Run the world's timers up to now; return what happened, oldest first."""
+        """Run the world's timers up to now; return what they did, oldest first.
+
+        Costs a read only when no timer is due. Events made by commands are in the log when
+        the command returns (`events`, `events_from`).
+        """
+        state = self._store.read()
+        if state.due is None or state.sim_time(self.clock()) < state.due:
+            return []
         with transaction(self._store, self.clock()) as kernel:
             pass
         return list(kernel.events)
+
+    def events_from(self, offset: int = 0) -> tuple[list[SimEvent], int]:
+        """The events logged after byte `offset` of the event log, and the offset to go on
+        from (a follower's cursor: `Ticker`)."""
+        return self._store.events_from(offset)
 
     # --- reading ---------------------------------------------------------------------------
 
