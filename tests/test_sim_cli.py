@@ -9,7 +9,7 @@ import pytest
 
 from carpd_py.parse import parse_ifconfig
 from carpd_py.sim.cli import main
-from carpd_py.sim.state import BACKUP, MASTER
+from carpd_py.sim.state import MASTER
 from carpd_py.sim.world import World
 
 

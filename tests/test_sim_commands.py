@@ -533,3 +533,17 @@ def test_a_group_the_interface_has_is_no_error(world: World) -> None:
     assert world.ifconfig("A", "em0", "group", "egress") == Result(0)
     assert world.ifconfig("A", "em0", "group", "wan") == Result(0)
     assert world.ifconfig("A", "em0", "group", "wan") == Result(0)
+
+
+def test_a_description_with_a_newline_does_not_spoil_the_read(world: World) -> None:
+    """setifdesc() stores the text as given and status() prints it raw: a newline in it
+    starts a line that is no interface header; the rest of the output still parses."""
+    assert world.ifconfig("A", "carp0", "description", "WAN VIP\nsee ticket 42") == Result(0)
+    out = world.ifconfig("A").stdout
+    assert "\tdescription: WAN VIP\nsee ticket 42\n" in out
+    interfaces = parse_ifconfig(out)
+    assert [i.name for i in interfaces][-2:] == ["carp0", "carp1"]
+    carp0 = next(i for i in interfaces if i.name == "carp0")
+    assert carp0.description == "WAN VIP\nsee ticket 42"
+    assert carp0.carp is not None
+    assert carp0.carp.nodes[0].state == "MASTER"

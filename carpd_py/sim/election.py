@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .state import BACKUP, INIT, MASTER
+from .state import BACKUP, MASTER
 
 
 @dataclass

@@ -18,8 +18,8 @@ a world where no timer can change anything is at rest and is moved to "now" in o
 
 from __future__ import annotations
 
-import re
 import math
+import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -29,7 +29,6 @@ from .election import Contender, react
 from .errors import Errno
 from .events import (
     ARRIVAL,
-    CARP as EV_CARP,
     DEMOTE,
     DEPARTURE,
     LINK,
@@ -44,6 +43,9 @@ from .events import (
     LOG_INFO,
     LOG_WARNING,
     SimEvent,
+)
+from .events import (
+    CARP as EV_CARP,
 )
 from .state import (
     BACKUP,

@@ -166,7 +166,9 @@ class Store:
                 return [], offset
         end = data.rfind(b"\n") + 1
         lines = data[:end].splitlines()
-        return [SimEvent.from_json(json.loads(line)) for line in lines if line.strip()], offset + end
+        return [
+            SimEvent.from_json(json.loads(line)) for line in lines if line.strip()
+        ], offset + end
 
     def log_command(self, when: float, node: str, argv: list[str], code: int) -> None:
         """Append one line to `STATE.commands` (O_APPEND: whole lines, no lock, no fsync)."""

@@ -61,7 +61,7 @@ class Ticker:
                 events, self.offset = self.world.events_from(self.offset)
             except FileNotFoundError:
                 return  # the world was removed under us: nothing left to advance
-            except Exception as exc:  # noqa: BLE001 (kept for the caller to see)
+            except Exception as exc:
                 self.error = exc
                 return
             if events and self.on_events is not None:

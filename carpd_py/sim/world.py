@@ -54,6 +54,7 @@ def default_timescale() -> float:
         raise ValueError(f"{TIMESCALE_ENV}={text!r}: must be a positive number")
     return value
 
+
 _SCRIPT = '''#!{python} -IS
 """The simulated `{tool}` of node {node} of {state} (carpd-py's simulated OpenBSD host)."""
 import sys
