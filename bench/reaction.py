@@ -158,8 +158,8 @@ class Faults:
         return float(self.helper.call(op="tcp", mode=mode)["t"])
 
 
-def _vip_moved_time(node: BenchNode, t_fault: float, timeout: float = 30.0) -> float | None:
-    """When node B became MASTER of every managed interface after the fault (the kernel's
+def _vip_moved_time(node: BenchNode, since: float, timeout: float = 30.0) -> float | None:
+    """When node B became MASTER of every managed interface after `since` (the kernel's
     event times), or None if it did not within `timeout`."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -168,7 +168,7 @@ def _vip_moved_time(node: BenchNode, t_fault: float, timeout: float = 30.0) -> f
             for e in node.world.events():
                 if (
                     e.is_transition and e.node == "B" and e.new == "MASTER"
-                    and e.iface in MANAGED and e.time >= t_fault - 0.001
+                    and e.iface in MANAGED and e.time >= since
                 ):  # fmt: skip
                     moved.setdefault(str(e.iface), e.time)
             if len(moved) == len(MANAGED):
@@ -254,13 +254,14 @@ def run_reaction(
         for i in range(faults):
             for kind in kinds:
                 time.sleep(rng.uniform(0.0, INTERVAL))
+                t_before = time.time()  # the kernel may move the VIPs within make() (sync)
                 t_fault = make.make(kind)
                 first = calls.wait_for(lambda c: c.advskew() == DEMOTED, t_fault, 30)
                 last = first
                 for name in MANAGED:
                     call = calls.wait_for(_sets(name, DEMOTED), t_fault, 10)
                     last = call if call.start > last.start else last
-                moved = _vip_moved_time(node, t_fault)
+                moved = _vip_moved_time(node, t_before)
                 t_clear = make.clear(kind)
                 restore = calls.wait_for(lambda c: c.advskew() == BASELINE, t_clear, 60)
                 for name in MANAGED:  # every interface back before the next fault
@@ -270,7 +271,8 @@ def run_reaction(
                 sample = decompose(
                     kind, calls.calls, t_fault, first, last, restore, t_clear, applied, lead
                 )
-                sample = replace(sample, vip_moved=None if moved is None else moved - t_fault)
+                took = None if moved is None else max(0.0, moved - t_fault)
+                sample = replace(sample, vip_moved=took)
                 result.samples.append(sample)
                 vip = "-" if sample.vip_moved is None else f"{sample.vip_moved * 1000:6.0f} ms"
                 progress(

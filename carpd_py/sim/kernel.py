@@ -1041,8 +1041,10 @@ class Kernel:
             if nxt is None or nxt[0] > target:
                 break
             self.now = max(self.now, nxt[0])
+            logged = len(self.events)
             nxt[1]()
-            self.note_links()
+            if len(self.events) != logged:  # a timer that changed nothing changed no link
+                self.note_links()
         self.now = max(self.now, target)
         self.world.now = self.now
 
