@@ -204,11 +204,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             for event in world.events():
                 _print_event(event, hosts, every=args.all, as_json=args.json)
         elif args.command == "tick":
+            # Every event logged from now on (by the timers run here, or by commands), in order.
+            offset = world.events_from(0)[1]
             hosts = {n.name: n.hostname for n in world.read().nodes.values()}
             start = time.monotonic()
             try:
                 while args.duration is None or time.monotonic() - start < args.duration:
-                    for event in world.advance():
+                    world.advance()
+                    events, offset = world.events_from(offset)
+                    for event in events:
                         _print_event(event, hosts, every=True, as_json=args.json)
                     sys.stdout.flush()
                     time.sleep(max(args.interval, 0.001))
