@@ -50,11 +50,11 @@ def run_tool(tool: str, state: str, node: str, argv: Sequence[str]) -> int:
     except (OSError, ValueError) as exc:
         sys.stderr.write(f"{tool}: carpd-sim: {exc}\n")
         return 1
-    if printed.get("due") is not None and time.time() >= printed["due"]:
-        _advance(store)  # a timer ran out since the last write: bring the world to now
-        printed = store.read_printed(node)
     if printed["hang"] > 0:
         time.sleep(printed["hang"])  # a stuck ioctl: it answers late, with what is true then
+        printed = store.read_printed(node)
+    if printed.get("due") is not None and time.time() >= printed["due"]:
+        _advance(store)  # a timer ran out since the last write: bring the world to now
         printed = store.read_printed(node)
     if tool == "ifconfig" and "carrier_from" in printed:  # bound to a real namespace
         changes = carrier.moved(printed)
