@@ -48,11 +48,12 @@ def flag_names(flags: int) -> tuple[str, ...]:
 
 
 def carp_running(node: Node, iface: Iface) -> bool:
+    """IFF_RUNNING of a carp interface (carp_setrun()). A carpdev is always a physical
+    interface of the node (carp_set_ifp(), build_node()), which cannot be destroyed."""
     sc = iface.carp
     assert sc is not None
     return (
         sc.carpdev is not None
-        and node.get(sc.carpdev) is not None
         and iface.up
         and sc.vhosts[0].vhid > 0
         and bool(iface.inet4())
