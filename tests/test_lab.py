@@ -286,7 +286,9 @@ def test_the_lab_benchmark_measures_carpd_py(lab: Lab, tmp_path: Path) -> None:
             assert 0 < out[what][kind]["p50"] < WAIT
     assert out["reaction"]["sync_carrier"]["p50"] < 2.0  # a link read down counts at once
     assert out["rss_peak_mb"] > 5
-    assert out["cpu_with_children_s_per_h"] >= out["cpu_s_per_h"] > 0
+    # An idle round decides nothing and reads nothing (the routing socket says when to read):
+    # over this 1 s window the daemon may use less than one clock tick of CPU.
+    assert out["cpu_with_children_s_per_h"] >= out["cpu_s_per_h"] >= 0
     assert 0 < out["sim_command_latency_s"] < 1
 
 
