@@ -389,6 +389,19 @@ def confirm(mem: Memory, effect: Effect) -> Memory:
     return mem
 
 
+def restored(before: Memory, after: Memory) -> tuple[VhidKey, ...]:
+    """The vhids a restore edge gives back: held demoted before, wanted at baseline after."""
+    return tuple(
+        sorted(
+            key
+            for key, rec in after.vhids.items()
+            if rec.target == rec.baseline
+            and key in before.vhids
+            and before.vhids[key].target != before.vhids[key].baseline
+        )
+    )
+
+
 def set_maintenance(mem: Memory, on: bool) -> Memory:
     return replace(mem, maintenance=on)
 

@@ -289,9 +289,12 @@ class Supervisor:
     # --- acting ------------------------------------------------------------------------
 
     async def apply(self, memory: d.Memory, effects: tuple[d.Effect, ...]) -> None:
+        before = self.memory
         self.persist(memory)
         for effect in effects:
-            if not isinstance(effect, d.COMMANDS):
+            if isinstance(effect, d.Restore):
+                self._report_restore(effect, before, memory)
+            elif not isinstance(effect, d.COMMANDS):
                 self._report(effect)
         commands = [e for e in effects if isinstance(e, d.COMMANDS)]
         if not commands:
@@ -331,10 +334,6 @@ class Supervisor:
                 self.telemetry.demotions[reason] += 1
             self.log.notice("demoting", reasons=effect.reasons, method=self.policy.method)
             self._fire("demote", REASONS=",".join(effect.reasons))
-        elif isinstance(effect, d.Restore):
-            self.telemetry.restores += 1
-            self.log.notice("restoring baselines", demoted_for=round(effect.after, 1))
-            self._fire("restore", DEMOTED_FOR=f"{effect.after:.1f}")
         elif isinstance(effect, d.ReasonsChanged):
             for reason in set(effect.after) - set(effect.before):
                 self.telemetry.demotions[reason] += 1
@@ -360,6 +359,46 @@ class Supervisor:
                 before=effect.before,
                 after=effect.after,
             )
+
+    def _report_restore(self, effect: d.Restore, before: d.Memory, after: d.Memory) -> None:
+        """Say what the restore really gives back: the vhids, our share, or nothing."""
+        self.telemetry.restores += 1
+        demoted_for = round(effect.after, 1)
+        refused = ", ".join(_describe(k) for k in sorted(after.refused))
+        extra = {"refused": refused} if refused else {}
+        if self.policy.method == "carpdemote":
+            if before.share or before.share_target:
+                self.log.notice(
+                    "restoring baselines",
+                    demoted_for=demoted_for,
+                    group=self.policy.group,
+                    share=before.share,
+                )
+            else:
+                self.log.notice(
+                    "demotion over, nothing to restore: no share of ours in the group counter",
+                    demoted_for=demoted_for,
+                    group=self.policy.group,
+                )
+        else:
+            keys = d.restored(before, after)
+            if keys:
+                vhids = ", ".join(_describe(k) for k in keys)
+                self.log.notice(
+                    "restoring baselines", demoted_for=demoted_for, vhids=vhids, **extra
+                )
+            elif refused:
+                self.log.notice(
+                    f"demotion over, nothing to restore: {refused} refused "
+                    "(no record of their baseline), no other vhid held",
+                    demoted_for=demoted_for,
+                )
+            else:
+                self.log.notice(
+                    "demotion over, nothing to restore: no managed vhid was held",
+                    demoted_for=demoted_for,
+                )
+        self._fire("restore", DEMOTED_FOR=f"{effect.after:.1f}")
 
     def _fire(self, event: str, **env: str) -> None:
         if self.hooks is not None:
