@@ -607,7 +607,8 @@ def test_impossible_value_in_a_carpnodes_line_is_a_parse_error(node: str, fragme
 
 def test_extreme_legal_values_are_read() -> None:
     (iface,) = parse_ifconfig(
-        "carp0: flags=8843<UP> mtu 1500\n\tcarp: BACKUP carpdev em0 vhid 255 advbase 1 advskew 254\n"
+        "carp0: flags=8843<UP> mtu 1500\n"
+        "\tcarp: BACKUP carpdev em0 vhid 255 advbase 1 advskew 254\n"
     )
     assert iface.carp is not None
     assert iface.carp.nodes == (CarpNode(255, "BACKUP", 254),)
