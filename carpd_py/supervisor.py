@@ -380,6 +380,25 @@ class Supervisor:
                 after=effect.after,
                 released=effect.released,
             )
+        elif isinstance(effect, d.Unconfirmed):
+            if effect.expected is None:
+                self.log.info(
+                    f"{_describe(effect.key)} advskew {effect.value} read once: managed "
+                    "when the next read agrees",
+                )
+            else:
+                self.log.info(
+                    f"{_describe(effect.key)} read once as advskew {effect.value}, expected "
+                    f"{effect.expected}: ignored unless the next read agrees",
+                )
+        elif isinstance(effect, d.NotAdopted):
+            self.log.warning(
+                f"{_describe(effect.key)} advskew changed by hand to {effect.value}, at or above "
+                f"demote.advskew {self.policy.advskew}: not adopted as baseline, baseline "
+                f"{effect.baseline} kept (restored at the next restore)",
+                value=effect.value,
+                baseline=effect.baseline,
+            )
         elif isinstance(effect, d.Refuse):
             self.log.error(
                 f"{_describe(effect.key)} advskew {effect.advskew} looks demoted already and "

@@ -296,10 +296,16 @@ def test_cut_short_ifconfig_output_never_demotes_but_a_real_loss_still_does(
         pair.world.set_fault("A", truncate=cut)
         mark = len(node.log())
         # the daemon polls every 0.2 s: wait for the misread to be met a few times
+        def met(mark: int = mark) -> bool:
+            log = node.log()
+            return (
+                log[mark:].count("re-read by name") >= 5
+                or "host read failed" in log[mark:]
+                or "demoting" in log
+            )
+
         wait_until(
-            lambda: node.log()[mark:].count("re-read by name") >= 5
-            or "host read failed" in node.log()[mark:]
-            or "demoting" in node.log(),
+            met,
             WAIT,
             f"A reads the output cut {what}",
         )
