@@ -295,6 +295,7 @@ def test_cut_short_ifconfig_output_never_demotes_but_a_real_loss_still_does(
     for what, cut in cuts.items():
         pair.world.set_fault("A", truncate=cut)
         mark = len(node.log())
+
         # the daemon polls every 0.2 s: wait for the misread to be met a few times
         def met(mark: int = mark) -> bool:
             log = node.log()
