@@ -24,6 +24,7 @@ import trio.testing
 from carpd_py.config import Config, PlatformConfig, SyncConfig
 from carpd_py.host import OpenBSDHost
 from carpd_py.hysteresis import Round
+from carpd_py.misread import CONFIRM_MAX
 from carpd_py.model import HostView
 from carpd_py.parse import ParseError, parse_ifconfig
 from carpd_py.rounds import sync_round
@@ -32,7 +33,7 @@ from carpd_py.sim.printed import Result
 from carpd_py.sim.world import World
 from carpd_py.supervisor import Supervisor
 
-from .fakes import FakeProber, RecordingLog
+from .fakes import FakeHost, FakeProber, RecordingLog, phys
 
 SYNC = SyncConfig(interface="pfsync0", peer=None, fall=3, rise=1)
 
@@ -188,3 +189,28 @@ async def test_no_carrier_counts_without_confirmation(
     await sup.poll_once()
     assert sup.memory.demoted
     assert all(len(a) != 2 or a[1] == "-g" for a in host.argvs)  # no `ifconfig NAME`
+
+
+async def test_a_wholesale_loss_is_a_failed_read_until_the_next_read_agrees(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    """More than CONFIRM_MAX interfaces gone at once: no round, no `ifconfig NAME` storm;
+    when the next read shows the same, it is believed (the operator destroyed them)."""
+    host, log = FakeHost.handbook(), RecordingLog()
+    for n in range(CONFIRM_MAX + 1):
+        host.interfaces[f"vlan{n}"] = phys(f"vlan{n}")
+    sup = Supervisor(config(tmp_path), host, FakeProber(), log, wall=trio.current_time)
+    sup.load()
+    await sup.poll_once()
+    await sup.poll_once()
+    for n in range(CONFIRM_MAX + 1):
+        del host.interfaces[f"vlan{n}"]
+    await sup.poll_once()
+    assert sup.telemetry.read_errors == 1
+    assert sup.read_error is not None
+    assert "9 interfaces missing at once" in sup.read_error
+    await sup.poll_once()
+    assert sup.read_error is None
+    assert sup.view is not None
+    assert "vlan0" not in sup.view.names
+    assert sup.checks["sync"].up is True
