@@ -327,8 +327,12 @@ def _hold(policy: Policy, mem: Memory, others: Mapping[VhidKey, int]) -> Memory:
     vhid missing from this read is demoted too, when it shows up again."""
     if policy.method == "carpdemote":
         return replace(mem, share_target=policy.carpdemote)
+    # max with the target: a value left by hand at or above the demoted one (NotAdopted)
+    # stays; a lower one would promote the vhid.
     vhids = {
-        key: rec if key in others else replace(rec, target=_demoted(policy, rec.baseline))
+        key: rec
+        if key in others
+        else replace(rec, target=max(_demoted(policy, rec.baseline), rec.target))
         for key, rec in mem.vhids.items()
     }
     return replace(mem, vhids=vhid_map(vhids))

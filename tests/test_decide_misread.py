@@ -246,3 +246,32 @@ def test_a_confirmed_refusal_still_refuses() -> None:
         ],
         memory=Memory(),
     )
+
+
+def test_a_demotion_never_lowers_a_value_left_by_hand_at_or_above_the_demoted_value() -> None:
+    rest = Memory(vhids=vh({K01: (0, 0, 0)}))
+    m1 = Memory(vhids=vh({K01: (0, 250, 250)}))
+    m2 = Memory(demoted=True, since=3.0, reasons=("sync",), vhids=vh({K01: (0, 250, 250)}))
+    play(
+        ADVSKEW,
+        {SYNC: (1, 1)},
+        [
+            Row(
+                1.0,
+                S(G),
+                {K01: 250},
+                (Unconfirmed(K01, 250, 0),),
+                replace(rest, unconfirmed=once(carp0_1=250)),
+            ),
+            Row(2.0, S(G), {K01: 250}, (NotAdopted(K01, 250, 0),), m1),
+            Row(3.0, S(H), {K01: 250}, (Demote(("sync",)),), m2),  # 240 would promote it
+            Row(
+                13.0,
+                S(G),
+                {K01: 250},
+                (Restore(10.0), SetAdvskew("carp0", {1: 0})),
+                Memory(vhids=vh({K01: (0, 0, 0)})),
+            ),
+        ],
+        memory=rest,
+    )
