@@ -321,3 +321,21 @@ def test_cut_short_ifconfig_output_never_demotes_but_a_real_loss_still_does(
 
     pair.world.set_link("A", "em2", up=False)
     wait_until(lambda: pair.advskews("A") == {"carp0": 240, "carp1": 240}, WAIT, "A demoted")
+
+
+def test_a_restore_with_every_vhid_refused_logs_that_nothing_was_restored(pair: Harness) -> None:
+    """Issue 9 item 10 on a real daemon: both vhids already at 240 when it starts (refused),
+    a SYNC loss and its end: no `restoring baselines`, but what really happened."""
+    for iface in ("carp0", "carp1"):
+        assert pair.world.ifconfig("A", iface, "advskew", "240").code == 0
+    pair.start("A")
+    node = pair.nodes["A"]
+    wait_until(lambda: node.log().count("looks demoted already") == 2, WAIT, "both refused")
+    pair.world.set_link("A", "em2", up=False)
+    wait_until(lambda: "demoting reasons=sync" in node.log(), WAIT, "A demoted")
+    pair.world.set_link("A", "em2", up=True)
+    wait_until(lambda: "demotion over" in node.log(), WAIT, "the demotion ends")
+    log = node.log()
+    assert "restoring baselines" not in log
+    assert "nothing to restore: carp0 vhid 10, carp1 vhid 20 refused" in log
+    assert pair.advskews("A") == {"carp0": 240, "carp1": 240}
