@@ -40,7 +40,9 @@ def shows_less(before: Interface, now: Interface) -> bool:
     )
     if any(b is not None and n is None for b, n in pairs):
         return True
-    return bool(before.groups and not now.groups) or len(now.inet) < len(before.inet)
+    # Addresses are left out: plain `ifconfig` prints fewer of them than `ifconfig NAME`
+    # may, and no decision rests on them.
+    return bool(before.groups and not now.groups)
 
 
 def _first_read(view: HostView, sync_interface: str | None) -> list[str]:
