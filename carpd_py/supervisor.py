@@ -368,10 +368,11 @@ class Supervisor:
         return not changed and verdicts == self._verdicts and self._settled()
 
     def _settled(self) -> bool:
-        """Nothing that time alone can change: not demoted (hold-down), nothing in flight."""
+        """Nothing that time or another read can change: not demoted (hold-down), nothing in
+        flight, nothing read once waiting for a second read."""
         m = self.memory
-        if m.demoted or m.share != m.share_target or m.share_pending:
-            return False
+        if m.demoted or m.share != m.share_target or m.share_pending or m.unconfirmed:
+            return False  # unconfirmed: a value read once waits for the next read to agree
         return all(r.sent is None and r.target == r.seen for r in m.vhids.values())
 
     def _step_checks(self, rounds: Mapping[str, Round]) -> None:
