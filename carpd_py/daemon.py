@@ -27,9 +27,11 @@ from .control import ControlSocketError, RequestError, SupervisorControl, serve_
 from .excgroup import leaves
 from .hooks import HookRunner
 from .host import OpenBSDHost
+from .lock import LockError, StateLock, acquire
 from .logsetup import Log, setup
 from .metrics import MetricsServer, parse_listen, start_metrics_server, stop_metrics_server
 from .prober import Probes
+from .state import StatePathError, check_path
 from .supervisor import Supervisor
 
 # Keys a reload cannot change in a running process: they need a restart.
@@ -63,6 +65,7 @@ class Daemon:
             config, self.host, self.probes, log, boot_time=psutil.boot_time(), hooks=self.hooks
         )
         self._reloads: trio.MemorySendChannel[None] | None = None
+        self.lock: StateLock | None = None
         self._metrics: tuple[MetricsServer, threading.Thread] | None = None
 
     # --- reload ------------------------------------------------------------------------
@@ -117,9 +120,18 @@ class Daemon:
 
     # --- running -----------------------------------------------------------------------
 
+    def take_state(self) -> None:
+        """Lock the state file for the life of this process (LockError: another daemon has
+        it), before the state file is read and before the control socket is touched: a
+        second daemon must not steal the socket path or write the file. Call it in the
+        process that will run the daemon (after any fork)."""
+        if self.lock is None:
+            self.lock = acquire(self.config.state_file)
+
     async def serve(self) -> None:
         # The signals are ours from the first moment: a SIGTERM during start-up is handled.
         with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
+            self.take_state()
             self.supervisor.load()
             try:
                 await self._run_all(signals)
@@ -179,6 +191,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         for problem in exc.problems:
             print(problem, file=sys.stderr)
         return 1
+    path_problem = check_path(config.state_file)  # the file system, not the config text
+    if path_problem is not None:
+        print(path_problem, file=sys.stderr)
+        return 1
     if args.n:
         print("configuration OK")
         return 0
@@ -195,6 +211,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except Exception as exc:  # never a traceback; one line says what broke
         errors = leaves(exc)
+        if all(isinstance(e, (LockError, StatePathError)) for e in errors):
+            log.error("cannot start", error="; ".join(map(str, errors)))
+            return 1
         if all(isinstance(e, ControlSocketError) for e in errors):
             log.error("cannot open the control socket", error="; ".join(map(str, errors)))
             return 1
