@@ -162,6 +162,7 @@ class Supervisor:
         self._sysctl_due = 0.0
         self._held_at: float | None = None  # self.clock() when the demotion in force began
         self._rewrite: str | None = None  # the state file must be written again: why
+        self._on_disk = False  # the state file was read or written: its absence is news
         self._write_error: tuple[str, str] | None = None  # (error, waiting) last logged
         self._write_error_at = 0.0  # self.clock() when it was logged
         self._configure(config)
@@ -182,6 +183,7 @@ class Supervisor:
         if loaded.note:
             self.log.error("state file set aside", detail=loaded.note)
         memory = loaded.memory
+        self._on_disk = loaded.boot_time is not None
         if loaded.boot_time is not None and abs(loaded.boot_time - self.boot_time) > 2:
             memory = d.after_reboot(memory)
             self.log.notice("host rebooted since the state was written; baselines kept")
@@ -214,6 +216,7 @@ class Supervisor:
     def _save(self, memory: d.Memory) -> None:
         """Write the state file; OSError when it cannot be written."""
         state.save(self.config.state_file, memory, self.boot_time)
+        self._on_disk = True
         self._rewrite = None
         if self._write_error is not None:
             self.log.notice("state file written again", file=self.config.state_file)
@@ -252,6 +255,8 @@ class Supervisor:
 
     def _check_file(self) -> None:
         """A state file deleted under a running daemon is written back from memory."""
+        if not self._on_disk:
+            return  # a first start: the first change writes it
         try:
             os.stat(self.config.state_file)
         except (FileNotFoundError, NotADirectoryError):

@@ -183,8 +183,11 @@ def test_the_lock_goes_with_the_process(pair: Harness) -> None:
     node = pair.nodes["A"]
     wait_until(node.socket_path.exists, WAIT, "control socket")
     assert pair.stop("A", 9) == -9  # SIGKILL: the kernel drops the lock with the process
-    pair.start("A")
-    wait_until(lambda: node.log().count("notice  started") == 2, WAIT, "started again")
+    again = pair.start("A")
+    try:
+        wait_until(lambda: node.log().count("notice  started") == 2, WAIT, "started again")
+    except TimeoutError:
+        raise AssertionError(f"exit {again.poll()}; log:\n{node.log()}") from None
 
 
 def test_invalid_utf8_in_the_state_file_is_set_aside_and_the_daemon_runs(
