@@ -154,9 +154,7 @@ def test_a_state_file_deleted_while_running_is_written_back(pair: Harness) -> No
     saved = json.loads(node.state_path.read_text())
     assert saved["demoted"] is True
     assert {v["baseline"] for v in saved["vhids"]} == {0}
-    wait_until(
-        lambda: "state file missing; written back from memory" in node.log(), WAIT, "logged"
-    )
+    wait_until(lambda: "state file missing; written back from memory" in node.log(), WAIT, "logged")
 
 
 def test_a_second_daemon_on_the_same_state_file_exits_at_once_naming_the_holder(
