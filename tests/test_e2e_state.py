@@ -11,6 +11,7 @@ import errno
 import json
 import os
 import subprocess
+import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -141,6 +142,53 @@ def test_the_write_errors_are_counted_in_the_metrics(pair: Harness, tiny_fs: Pat
     wait_until(
         lambda: scrape_port(port, "carpd_state_write_errors_total") >= 3, WAIT, "errors counted"
     )
+
+
+def libfaketime() -> str:
+    for path in (
+        "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1",
+        "/usr/lib/aarch64-linux-gnu/faketime/libfaketime.so.1",
+        "/usr/lib/faketime/libfaketime.so.1",
+    ):
+        if os.path.exists(path):
+            return path
+    if IN_CI:
+        pytest.fail("libfaketime is missing: CI must install the Debian package faketime")
+    pytest.skip("libfaketime is not installed (Debian package faketime)")
+
+
+@pytest.mark.parametrize("jump", ["+3600", "-3600"])
+def test_a_wall_clock_jump_on_a_real_daemon_leaves_the_hold_down_alone(
+    pair: Harness, tmp_path: Path, jump: str
+) -> None:
+    # libfaketime moves the wall clock of the daemon (and of what it runs) while it runs;
+    # the monotonic clock stays real, as the kernel's does when the time is set.
+    offset = tmp_path / "faketime"
+    offset.write_text("+0\n")
+    env = dict(
+        os.environ,
+        LD_PRELOAD=libfaketime(),
+        FAKETIME_TIMESTAMP_FILE=str(offset),
+        FAKETIME_NO_CACHE="1",
+        FAKETIME_DONT_FAKE_MONOTONIC="1",
+    )
+    node = pair.nodes["A"]
+    pair.configure("A", demote={"hold_down": 8.0})
+    argv = [console_script("carpd-py"), "-d", "-f", str(node.config_path)]
+    with open(node.log_path, "ab") as log:
+        node.process = subprocess.Popen(argv, stdout=log, stderr=log, env=env)
+    wait_until(lambda: "check up" in node.log(), WAIT, "sync check up")
+    pair.world.set_link("A", "em2", up=False)
+    wait_until(lambda: pair.advskews("A") == {"carp0": 240, "carp1": 240}, WAIT, "A demoted")
+    demoted_at = time.monotonic()
+    offset.write_text(jump + "\n")  # an hour forward or back, at once
+    pair.world.set_link("A", "em2", up=True)
+    restored = lambda: pair.advskews("A") == {"carp0": 0, "carp1": 0}  # noqa: E731
+    waited = wait_until(restored, WAIT, "A restored")
+    assert time.monotonic() - demoted_at >= 7.5, f"restored {waited:.1f}s after the jump"
+    line = next(ln for ln in node.log().splitlines() if "restoring baselines" in ln)
+    demoted_for = float(line.split("demoted_for=")[1].split()[0])
+    assert 8.0 <= demoted_for < 8.0 + WAIT
 
 
 def test_a_state_file_deleted_while_running_is_written_back(pair: Harness) -> None:
