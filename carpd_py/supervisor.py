@@ -84,6 +84,7 @@ class Status:
 
 
 GRACE = 0.5  # seconds a task may overrun its own deadline before the supervisor gives up on it
+MISSING = "the file is missing"  # why the state file must be written again
 WRITE_ERROR_EVERY = 60.0  # seconds between two logs of the same state file write failure
 
 
@@ -227,14 +228,20 @@ class Supervisor:
         and then nothing may be changed: the failure is logged (at most once a minute for
         the same failure), counted, and the next round tries again. Synchronous on purpose:
         a few ms of fsync on an edge, and the write must be done before the command starts."""
+        self._check_file()
         if memory == self.memory and self._rewrite is None:
             return True
+        missing = self._rewrite == MISSING
         try:
             self._save(memory)
         except OSError as exc:
             self._write_failed(exc, waiting)
             return False
         self._commit(memory)
+        if missing:
+            self.log.warning(
+                "state file missing; written back from memory", file=self.config.state_file
+            )
         return True
 
     def _write_failed(self, exc: OSError, waiting: str) -> None:
@@ -261,7 +268,7 @@ class Supervisor:
             os.stat(self.config.state_file)
         except (FileNotFoundError, NotADirectoryError):
             if self._rewrite is None:
-                self._rewrite = "the file is missing"
+                self._rewrite = MISSING
         except OSError:
             pass
 
@@ -407,13 +414,8 @@ class Supervisor:
 
     async def apply(self, memory: d.Memory, effects: tuple[d.Effect, ...]) -> None:
         self._check_file()
-        missing = self._rewrite == "the file is missing"
         if not self.persist(memory, _waiting(effects, self._rewrite)):
             return  # nothing is reported or run that is not on disk; the next round retries
-        if missing:
-            self.log.warning(
-                "state file missing; written back from memory", file=self.config.state_file
-            )
         for effect in effects:
             if not isinstance(effect, d.COMMANDS):
                 self._report(effect)

@@ -229,7 +229,7 @@ def test_a_second_daemon_on_the_same_state_file_exits_at_once_naming_the_holder(
 def test_the_lock_goes_with_the_process(pair: Harness) -> None:
     pair.start("A")
     node = pair.nodes["A"]
-    wait_until(node.socket_path.exists, WAIT, "control socket")
+    wait_until(lambda: "notice  started" in node.log(), WAIT, "started")
     assert pair.stop("A", 9) == -9  # SIGKILL: the kernel drops the lock with the process
     again = pair.start("A")
     try:
