@@ -312,7 +312,9 @@ def daemons(daemon: Path) -> list[psutil.Process]:
         cmdline: list[str] = list(proc.info["cmdline"] or [])
         if str(daemon) in cmdline:
             found.append(proc)
-    return found
+    # A command the daemon is spawning carries its argv between fork and exec: not a daemon.
+    pids = {p.pid for p in found}
+    return [p for p in found if p.ppid() not in pids]
 
 
 def kill_leftovers(tmp: Path) -> None:
