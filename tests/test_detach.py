@@ -29,11 +29,13 @@ DEADLINE = 60.0  # seconds any one command may take
 def daemons_of(config: Path) -> list[psutil.Process]:
     """The carpd-py processes started with this config file."""
     found = []
-    for proc in psutil.process_iter(["cmdline"]):
+    for proc in psutil.process_iter(["cmdline", "ppid"]):
         cmdline: list[str] = list(proc.info["cmdline"] or [])
         if proc.pid != os.getpid() and str(config) in cmdline:
             found.append(proc)
-    return found
+    # A command the daemon is spawning carries its argv between fork and exec: not a daemon.
+    pids = {p.pid for p in found}
+    return [p for p in found if p.info["ppid"] not in pids]
 
 
 def stop_all(config: Path) -> None:
@@ -152,9 +154,7 @@ def test_with_dash_d_it_stays_in_the_foreground(pair: Harness) -> None:
     proc = pair.start("A")  # the harness runs carpd-py -d
     wait_until(pair.nodes["A"].socket_path.exists, 20, "control socket")
     assert proc.poll() is None
-    # (a command the daemon is starting carries its argv between fork and exec: not a daemon)
-    found = [p.pid for p in daemons_of(pair.nodes["A"].config_path) if p.ppid() != proc.pid]
-    assert found == [proc.pid]
+    assert [p.pid for p in daemons_of(pair.nodes["A"].config_path)] == [proc.pid]
     assert pair.stop("A") == 0
 
 
