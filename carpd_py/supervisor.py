@@ -389,8 +389,11 @@ class Supervisor:
         out[name] = Round.GOOD if result.good else Round.BAD
 
     def _read_now(self) -> bool:
-        """Read the host this round: no routing socket, a resync due, or an event waiting."""
-        return self._route is None or trio.current_time() >= self._read_due or self._wake.is_set()
+        """Read the host this round: no routing socket, a resync due, an event waiting, or
+        something only a read settles (a value read once, a command in flight, demoted)."""
+        if self._route is None or trio.current_time() >= self._read_due or self._wake.is_set():
+            return True
+        return not self._settled()
 
     async def poll_once(self) -> None:
         started = trio.current_time()
