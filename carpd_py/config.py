@@ -67,6 +67,7 @@ class VerifyConfig:
     interval: float = 60.0  # 0 turns the daemon's checks off (`carpctl verify` still works)
     states_tolerance: float = 0.2  # state counts within this fraction of the larger are "close"
     relayd_conf: str = "/etc/relayd.conf"  # where the relays' `listen on` lines are read
+    name: str = ""  # this node's name in the reports; "" is the host name
 
 
 @dataclass(frozen=True)
@@ -347,6 +348,7 @@ _SCHEMA = _Table(Config, {
         "interval": _number(0, 86400),
         "states_tolerance": _number(0, 1),
         "relayd_conf": _ABSPATH,
+        "name": _string(r"[A-Za-z0-9_.-]*", 'a name of letters, digits, "_", "." or "-"', 64),
     }),
     "metrics": _Table(MetricsConfig, {"listen": _listen}),
     "log": _Table(LogConfig, {

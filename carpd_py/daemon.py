@@ -29,8 +29,10 @@ from .hooks import HookRunner
 from .host import OpenBSDHost
 from .logsetup import Log, setup
 from .metrics import MetricsServer, parse_listen, start_metrics_server, stop_metrics_server
+from .model import HostView
 from .prober import Probes
 from .supervisor import Supervisor
+from .verifier import Verifier, VerifyCollector
 
 # Keys a reload cannot change in a running process: they need a restart.
 RESTART_ONLY = ("state_file", "metrics", "log", "control")
@@ -62,8 +64,16 @@ class Daemon:
         self.supervisor = Supervisor(
             config, self.host, self.probes, log, boot_time=psutil.boot_time(), hooks=self.hooks
         )
+        self.verifier = Verifier(config, log, self._view, self._share)
         self._reloads: trio.MemorySendChannel[None] | None = None
         self._metrics: tuple[MetricsServer, threading.Thread] | None = None
+
+    def _view(self) -> HostView | None:
+        return self.supervisor.status.view
+
+    def _share(self) -> int:
+        memory = self.supervisor.memory
+        return memory.share if self.config.demote.method == "carpdemote" else 0
 
     # --- reload ------------------------------------------------------------------------
 
@@ -95,6 +105,7 @@ class Daemon:
         self.host.platform = new.platform
         self.host.groups = (new.demote.group,)
         self.hooks.config = new.hooks
+        self.verifier.config = new
         await self.probes.ensure(new)
         self.supervisor.reconfigure(new)
         self.log.notice("configuration reloaded", path=new.path)
@@ -137,6 +148,7 @@ class Daemon:
             await self._start_services(nursery)
             nursery.start_soon(self._reloader, recv)
             await nursery.start(self.supervisor.run)
+            await nursery.start(self.verifier.run)
             async for signum in signals:
                 if signum == signal.SIGHUP:
                     with contextlib.suppress(trio.WouldBlock):  # reloads already queued
@@ -153,13 +165,15 @@ class Daemon:
     async def _start_services(self, nursery: trio.Nursery) -> None:
         """The control socket and the metrics endpoint (a thread that reads only the
         immutable Status the supervisor publishes)."""
-        control = SupervisorControl(self.supervisor, self.reload_request)
+        control = SupervisorControl(self.supervisor, self.reload_request, self.verifier)
         await nursery.start(
             partial(serve_control, self.config.control.socket, control, log=self.log)
         )
         if self.config.metrics.listen:
             self._metrics = start_metrics_server(
-                self.config.metrics.listen, lambda: self.supervisor.status
+                self.config.metrics.listen,
+                lambda: self.supervisor.status,
+                extra=(VerifyCollector(lambda: self.verifier.last),),
             )
             host, _ = parse_listen(self.config.metrics.listen)
             where = f"[{host}]" if ":" in host else host

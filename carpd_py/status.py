@@ -175,4 +175,8 @@ def format_status(doc: dict[str, Any]) -> str:
             f"group {share['group']}: demote count {counter}, our share {share['share']}{want}"
         )
     lines.extend(f"warning: {w}" for w in doc["warnings"])
+    verified = doc.get("verify")  # the last `carpctl verify` checks the daemon ran
+    if isinstance(verified, dict):
+        lines.append(f"verify: {verified.get('result')}")
+        lines.extend(f"verify: {p}" for p in verified.get("problems", ()))
     return "\n".join(lines) + "\n"
