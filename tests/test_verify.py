@@ -1,0 +1,276 @@
+"""The handbook's checks: parsers pinned to the OpenBSD functions that print each format, and
+every check ok / warning / failure on the simulated pair (both reports given to verify.py)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trio
+
+from carpd_py.config import Config, parse_config
+from carpd_py.pfparse import PfError, parse_ifaces, parse_info, parse_rules, rules_digest, verdict
+from carpd_py.relayparse import RelaydError, hosts_up, parse_listen, parse_summary
+from carpd_py.sim import services
+from carpd_py.sim.harness import Harness
+from carpd_py.verify import NO_PEER, NodeReport, verify
+from carpd_py.verifyio import local_report
+
+# pfctl_parser.c print_status(): "%-44s" status line, "%15s\n\n" debug, then the State Table.
+PFCTL_SI = (
+    "Status: Enabled for 3 days 04:05:06              Debug: err\n"
+    "\n"
+    "State Table                          Total             Rate\n"
+    "  current entries                      812               \n"
+    "  half-open tcp                          3               \n"
+    "  searches                        98213412          340.2/s\n"
+    "Counters\n"
+    "  match                            4102344           14.2/s\n"
+)
+
+# pfctl.c pfctl_show_rules() -> print_rule(): the handbook's pf.conf as pfctl -sr prints it.
+HANDBOOK_SR = (
+    "pass on em0 proto carp all\n"
+    "pass on em1 proto carp all\n"
+    "pass on em2 proto pfsync all\n"
+    "block drop all\n"
+    "pass on em1 all flags S/SA\n"
+    "pass out on em0 proto tcp from (em0) to any flags S/SA\n"
+    "pass out on em0 proto udp from (em0) to any\n"
+    "pass out on em0 proto icmp from (em0) to any\n"
+)
+
+# relayctl.c main() header and show_summary_msg(): "%-4u\t%-8s\t%-24s\t%-7s\t%s\n".
+RELAYCTL_SUMMARY = (
+    "Id  \tType    \tName                    \tAvlblty\tStatus\n"
+    "1   \trelay   \twww                     \t       \tactive\n"
+    "1   \ttable   \tweb_backends:80         \t       \tactive (1 hosts)\n"
+    "1   \thost    \t10.10.10.11             \t100.00%\tup\n"
+    "2   \thost    \t10.10.10.12             \t0.00%  \tdown\n"
+    "\t        \ttotal: 0/33 checks, error: tcp connect failed\n"
+)
+
+
+def test_print_status_is_read() -> None:
+    """pfctl_parser.c print_status(): enabled, running time, current entries."""
+    info = parse_info(PFCTL_SI)
+    assert (info.enabled, info.states, info.running_for) == (True, 812, "3 days 04:05:06")
+    assert not parse_info("Status: Disabled                              Debug: err\n\n"
+                          "State Table  Total  Rate\n  current entries  0\n").enabled  # fmt: skip
+    with pytest.raises(PfError, match="line 1"):
+        parse_info("pfctl: /dev/pf: Permission denied\n")
+
+
+def test_print_rule_lines_are_read_and_pf_decides_by_the_last_match() -> None:
+    """pfctl_parser.c print_rule(): action, direction, quick, on IF, proto, all; and pf's
+    last-match-wins: the handbook's own order (`pass ... proto carp` before `block all`)
+    blocks carp and pfsync, which verify reports."""
+    rules = parse_rules(HANDBOOK_SR)
+    assert [r.action for r in rules][:4] == ["pass", "pass", "pass", "block"]
+    assert (rules[0].interface, rules[0].proto, rules[0].all) == ("em0", "carp", True)
+    assert rules[5].direction == "out"
+    assert not rules[5].all
+    decided = verdict(rules, "em0", ("egress",), "carp", "in")
+    assert decided is not None
+    assert decided.text == "block drop all"
+    quick = parse_rules("block drop all\npass quick on em0 proto carp all\n")
+    assert verdict(quick, "em0", (), "carp", "in") == quick[1]
+    # -v: "@N " prefixes and statistics lines; the digest ignores both.
+    verbose = "@0 pass on em0 proto carp all\n  [ Evaluations: 9 Packets: 1 ]\n"
+    assert rules_digest(parse_rules(verbose)) == rules_digest(parse_rules(HANDBOOK_SR)[:1])
+    with pytest.raises(PfError, match="line 1"):
+        parse_rules("No ALTQ support in kernel\n")
+
+
+def test_print_iface_skip() -> None:
+    """pfctl_table.c print_iface(): `NAME (skip)` with -v."""
+    assert parse_ifaces("all\nem2\nlo (skip)\nlo0 (skip)\npfsync0 (skip)\n") == {
+        "all": False, "em2": False, "lo": True, "lo0": True, "pfsync0": True}  # fmt: skip
+
+
+def test_relayctl_show_summary() -> None:
+    """relayctl.c show_summary_msg(), print_table_status(), print_host_status()."""
+    summary = parse_summary(RELAYCTL_SUMMARY)
+    (www,) = summary.services
+    assert (www.type, www.name, www.tables[0].name, www.tables[0].base) == (
+        "relay", "www", "web_backends:80", "web_backends")  # fmt: skip
+    assert hosts_up(summary, relay="www") == (1, 2)
+    assert hosts_up(summary, table="web_backends") == (1, 2)
+    assert hosts_up(summary, table="other") is None
+    with pytest.raises(RelaydError, match="line 1"):
+        parse_summary("relayctl: connect: /var/run/relayd.sock: No such file or directory\n")
+
+
+def test_relayd_conf_listen() -> None:
+    """relayd.conf(5): `listen on ADDRESS port N` in a relay block, macros expanded."""
+    conf = 'vip = "10.10.10.1"\nrelay "www" {\n  listen on $vip port 80\n}\nrelay api {\n}\n'
+    assert parse_listen(conf) == {"www": ("10.10.10.1",), "api": ()}
+
+
+# --- the checks on the simulated pair ---------------------------------------------------------
+
+
+@pytest.fixture
+def pair(tmp_path: Path) -> Harness:
+    h = Harness(tmp_path)
+    for name in h.nodes:
+        h.configure(name)
+    return h
+
+
+def config_of(h: Harness, node: str) -> Config:
+    return parse_config(h.nodes[node].config_path.read_text(), str(h.nodes[node].config_path))
+
+
+def reports(h: Harness) -> tuple[NodeReport, NodeReport]:
+    a = trio.run(local_report, config_of(h, "A"), 0)
+    b = trio.run(local_report, config_of(h, "B"), 0)
+    # What the pair channel carries: the report goes through JSON.
+    return a, NodeReport.from_json(b.to_json())
+
+
+def results(h: Harness) -> tuple[str, dict[str, dict[str, Any]]]:
+    a, b = reports(h)
+    doc = verify(a, b, config_of(h, "A"))
+    return doc["result"], {c["check"]: c for c in doc["checks"]}
+
+
+CONTRACT = ("one_master", "same_vhids", "preempt", "pfsync", "pf_rules", "rules_match",
+            "states", "demote_stuck", "relayd")  # fmt: skip
+
+
+def test_healthy_pair_passes_every_check(pair: Harness) -> None:
+    result, checks = results(pair)
+    assert result == "ok", checks
+    assert set(CONTRACT) <= set(checks)
+    assert all(c["result"] == "ok" and c["fix"] == "" for c in checks.values())
+    assert set(checks["one_master"]["nodes"]) == {"A", "B"}
+
+
+def test_without_a_peer_every_pair_check_is_a_warning(pair: Harness) -> None:
+    a, _ = reports(pair)
+    doc = verify(a, None, config_of(pair, "A"))
+    assert doc["result"] == "warning"
+    for check in doc["checks"]:
+        assert check["result"] == "warning", check
+        assert check["nodes"]["peer"] == NO_PEER
+        assert check["fix"]
+
+
+def test_master_master_fails_one_master(pair: Harness) -> None:
+    """The troubleshooting section's MASTER/MASTER: B also claims carp0 (as it does when it
+    hears no advertisement from A); the report as B would send it."""
+    a, b = reports(pair)
+    carp = [{**c.__dict__, "state": "MASTER"} for c in b.carp]
+    b = NodeReport.from_json({**b.to_json(), "carp": carp})
+    doc = verify(a, b, config_of(pair, "A"))
+    check = next(c for c in doc["checks"] if c["check"] == "one_master")
+    assert check["result"] == "failure"
+    assert doc["result"] == "failure"
+    assert "vhid 10: MASTER on A and B" in check["nodes"]["A"]
+    assert "MASTER/MASTER" in check["fix"]
+
+
+def test_different_vhids_fail_same_vhids(pair: Harness) -> None:
+    a, b = reports(pair)
+    carp = tuple(c if c.vhid != 20 else type(c)(**{**c.__dict__, "vhid": 21}) for c in b.carp)
+    b = NodeReport.from_json({**b.to_json(), "carp": [c.__dict__ for c in carp]})
+    doc = verify(a, b, config_of(pair, "A"))
+    check = next(c for c in doc["checks"] if c["check"] == "same_vhids")
+    assert check["result"] == "failure"
+    assert "only here: vhid 21" in check["nodes"]["B"]
+
+
+@pytest.mark.parametrize(("name", "value", "want"), [("preempt", 0, "failure"),
+                                                      ("log", 1, "warning")])  # fmt: skip
+def test_preempt_and_log_level(pair: Harness, name: str, value: int, want: str) -> None:
+    pair.world.sysctl_set("B", name, value)
+    _, checks = results(pair)
+    assert checks["preempt"]["result"] == want
+    assert f"{name}={value}" in checks["preempt"]["nodes"]["B"]
+
+
+def test_sync_link_without_carrier_fails_pfsync(pair: Harness) -> None:
+    pair.world.set_link("A", "em2", up=False)
+    _, checks = results(pair)
+    assert checks["pfsync"]["result"] == "failure"
+    assert "no carrier" in checks["pfsync"]["nodes"]["A"]
+
+
+def test_missing_pass_proto_pfsync_fails_pf_rules(pair: Harness) -> None:
+    services.set_pf(pair.world.path, "B", remove_rule="pass on em2 proto pfsync all")
+    _, checks = results(pair)
+    assert checks["pf_rules"]["result"] == "failure"
+    assert "no `pass on em2 proto pfsync`" in checks["pf_rules"]["nodes"]["B"]
+    assert checks["pf_rules"]["nodes"]["A"].startswith("pf enabled")
+    assert checks["rules_match"]["result"] == "failure"
+
+
+def test_pfsync_passed_everywhere_is_a_pf_rules_warning(pair: Harness) -> None:
+    for node in "AB":
+        services.set_pf(pair.world.path, node, add_rule="pass proto pfsync all")
+    _, checks = results(pair)
+    assert checks["pf_rules"]["result"] == "warning"
+    assert "beyond the SYNC interface" in checks["pf_rules"]["nodes"]["A"]
+
+
+def test_pf_disabled_fails_pf_rules(pair: Harness) -> None:
+    services.set_pf(pair.world.path, "A", enabled=False)
+    _, checks = results(pair)
+    assert checks["pf_rules"]["result"] == "failure"
+    assert "pf DISABLED" in checks["pf_rules"]["nodes"]["A"]
+
+
+def test_pfctl_missing_is_a_warning_never_a_pass(pair: Harness) -> None:
+    Path(pair.nodes["B"].ifconfig).with_name("pfctl").unlink()
+    _, checks = results(pair)
+    for name in ("pf_rules", "rules_match", "states"):
+        assert checks[name]["result"] == "warning", name
+        assert "cannot run" in checks[name]["nodes"]["B"]
+
+
+def test_rules_that_differ_fail_rules_match(pair: Harness) -> None:
+    services.set_pf(pair.world.path, "B", add_rule="pass in on em0 proto tcp to port 22")
+    _, checks = results(pair)
+    assert checks["rules_match"]["result"] == "failure"
+    assert "rulesets differ" in checks["rules_match"]["nodes"]["A"]
+
+
+def test_state_counts_far_apart_fail_states(pair: Harness) -> None:
+    services.set_pf(pair.world.path, "B", states=3)
+    _, checks = results(pair)
+    assert checks["states"]["result"] == "failure"
+    services.set_pf(pair.world.path, "B", states=110)
+    assert results(pair)[1]["states"]["result"] == "ok"
+
+
+def test_demote_counter_stuck_and_explained(pair: Harness) -> None:
+    pair.world.ifconfig("B", "-g", "carp", "carpdemote", "50")
+    _, checks = results(pair)
+    assert checks["demote_stuck"]["result"] == "failure"
+    assert "no kernel reason" in checks["demote_stuck"]["nodes"]["B"]
+    pair.world.set_link("B", "em2", up=False)  # pfsync demotes while its link is down
+    _, checks = results(pair)
+    assert checks["demote_stuck"]["result"] == "warning"
+
+
+def test_relayd_hosts_down_and_relayd_not_running(pair: Harness) -> None:
+    services.set_relayd(pair.world.path, "B", hosts_up={"10.10.10.11": False})
+    _, checks = results(pair)
+    assert checks["relayd"]["result"] == "warning"
+    assert "1/2 hosts up" in checks["relayd"]["nodes"]["B"]
+    services.set_relayd(pair.world.path, "B", running=False)
+    _, checks = results(pair)
+    assert checks["relayd"]["result"] == "failure"
+    assert checks["relayd"]["nodes"]["B"] == "relayd not running"
+
+
+def test_carpctl_verify_exit_codes(pair: Harness) -> None:
+    done = pair.carpctl("A", "verify", "--json")
+    assert done.returncode == 0, done.stderr  # warnings only: no peer without a daemon
+    services.set_pf(pair.world.path, "A", enabled=False)
+    done = pair.carpctl("A", "verify")
+    assert done.returncode == 1
+    assert "FAILURE  pf_rules" in done.stdout
+    assert "fix: enable pf" in done.stdout
