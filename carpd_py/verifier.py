@@ -118,6 +118,12 @@ class VerifyCollector(Collector):
             if r.pf_states is not None:
                 states.add_metric([r.node], r.pf_states)
         out.append(states)
+        if last.local.pf_digest is not None:
+            info = GaugeMetricFamily("carpd_pf_rules_info",
+                                     "The digest of this node's loaded pf rules (pfctl -sr)",
+                                     labels=["digest"])  # fmt: skip
+            info.add_metric([last.local.pf_digest], 1)
+            out.append(info)
         if last.peer is not None and None not in (last.local.pf_digest, last.peer.pf_digest):
             match = last.local.pf_digest == last.peer.pf_digest
             out.append(GaugeMetricFamily("carpd_pf_rules_match",
