@@ -8,12 +8,14 @@ from typing import Any
 
 import pytest
 import trio
+from prometheus_client import CollectorRegistry, generate_latest
 
 from carpd_py.config import Config, parse_config
 from carpd_py.pfparse import PfError, parse_ifaces, parse_info, parse_rules, rules_digest, verdict
 from carpd_py.relayparse import RelaydError, hosts_up, parse_listen, parse_summary
 from carpd_py.sim import services
 from carpd_py.sim.harness import Harness
+from carpd_py.verifier import Verified, VerifyCollector
 from carpd_py.verify import NO_PEER, NodeReport, verify
 from carpd_py.verifyio import local_report
 
@@ -274,3 +276,25 @@ def test_carpctl_verify_exit_codes(pair: Harness) -> None:
     assert done.returncode == 1
     assert "FAILURE  pf_rules" in done.stdout
     assert "fix: enable pf" in done.stdout
+
+
+def test_metrics_of_the_checks(pair: Harness) -> None:
+    """carpd_verify_check, carpd_pf_states, carpd_pf_rules_info/_match, carpd_relay_hosts_up."""
+    services.set_relayd(pair.world.path, "B", hosts_up={"10.10.10.12": False})
+    services.set_pf(pair.world.path, "B", add_rule="pass in on em0 proto tcp to port 22")
+    a, b = reports(pair)
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(
+        VerifyCollector(lambda: Verified(0.0, a, b, verify(a, b, config_of(pair, "A"))))
+    )
+    text = generate_latest(registry).decode()
+    assert 'carpd_verify_check{check="rules_match"} 2.0' in text
+    assert 'carpd_verify_check{check="one_master"} 0.0' in text
+    assert 'carpd_pf_states{node="A"} 120.0' in text
+    assert f'carpd_pf_rules_info{{digest="{a.pf_digest}"}} 1.0' in text
+    assert "carpd_pf_rules_match 0.0" in text
+    assert 'carpd_relay_hosts_up{node="B",relay="www"} 1.0' in text
+    assert 'carpd_relay_hosts{node="B",relay="www"} 2.0' in text
+    empty = CollectorRegistry(auto_describe=False)
+    empty.register(VerifyCollector(lambda: None))
+    assert "carpd_verify" not in generate_latest(empty).decode()
