@@ -77,7 +77,10 @@ class Verifier:
                 continue
             deadline = self.config.platform.command_timeout * 2 + 1.0
             with trio.move_on_after(deadline) as scope:
-                await self.run_once()
+                try:
+                    await self.run_once()
+                except Exception as exc:  # a bug here must never stop the daemon
+                    self.log.error("verify: the checks failed to run", error=repr(exc))
             if scope.cancelled_caught:
                 self.log.warning("verify: the slow reads did not finish", seconds=deadline)
             await trio.sleep(interval)

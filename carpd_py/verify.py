@@ -103,23 +103,93 @@ class NodeReport:
         return asdict(self)
 
     @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> NodeReport:
-        """The report in `data`; ValueError for anything that is not one (network input)."""
-        try:
-            d = dict(data)
-            carp = tuple(CarpEntry(**c) for c in d.pop("carp", ()))
-            relays = tuple(
-                RelayEntry(r["name"], tuple(r["listen"]), int(r["up"]), int(r["hosts"]))
-                for r in d.pop("relays", ())
-            )
-            for key in ("vips", "demote_reasons", "pf_problems", "pf_notes"):
-                d[key] = tuple(str(x) for x in d.get(key, ()))
-            report = cls(carp=carp, relays=relays, **d)
-        except (TypeError, KeyError, AttributeError) as exc:
-            raise ValueError(f"not a node report: {exc}") from None
-        if not isinstance(report.node, str) or not report.node:
+    def from_json(cls, data: Any) -> NodeReport:
+        """The report in `data`; ValueError, naming the field, for anything that is not one
+        (it may come from the network: every field's type is checked; unknown fields, from a
+        newer peer, are ignored)."""
+        if not isinstance(data, Mapping):
+            raise ValueError("not a node report: not an object")  # noqa: TRY004 (a ValueError
+            # for every bad input, as the caller expects)
+        d: dict[str, Any] = {}
+        for key, value in data.items():
+            if key not in _SHAPE:
+                continue  # a field a newer peer sends: the message is extensible
+            if not _SHAPE[key](value):
+                raise ValueError(f"not a node report: bad {key!r}")
+            d[key] = value
+        if not d.get("node"):
             raise ValueError("not a node report: no node name")
-        return report
+        d["carp"] = tuple(CarpEntry(**c) for c in d.get("carp", ()))
+        d["relays"] = tuple(
+            RelayEntry(r["name"], tuple(r["listen"]), r["up"], r["hosts"])
+            for r in d.get("relays", ())
+        )
+        for key in ("vips", "demote_reasons", "pf_problems", "pf_notes"):
+            d[key] = tuple(d.get(key, ()))
+        return cls(**d)
+
+
+def _int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _opt(check: Any) -> Any:
+    return lambda v: v is None or check(v)
+
+
+def _str(v: Any) -> bool:
+    return isinstance(v, str) and len(v) <= 4096
+
+
+def _strs(v: Any) -> bool:
+    return isinstance(v, (list, tuple)) and len(v) <= 4096 and all(_str(x) for x in v)
+
+
+def _record(shape: Mapping[str, Any]) -> Any:
+    def check(v: Any) -> bool:
+        return (isinstance(v, Mapping) and set(v) == set(shape)
+                and all(shape[k](v[k]) for k in shape))  # fmt: skip
+
+    return check
+
+
+def _list_of(check: Any) -> Any:
+    return lambda v: isinstance(v, (list, tuple)) and len(v) <= 4096 and all(map(check, v))
+
+
+def _bool(v: Any) -> bool:
+    return isinstance(v, bool)
+
+
+def _str_map(value: Any) -> Any:
+    return lambda v: isinstance(v, Mapping) and all(_str(k) and value(x) for k, x in v.items())
+
+
+_CARP = _record({"interface": _str, "vhid": _int, "state": _str, "advbase": _int,
+                 "advskew": _int, "carpdev": _opt(_str)})  # fmt: skip
+_RELAY = _record({"name": _str, "listen": _strs, "up": _int, "hosts": _int})
+_PFSYNC = _record({"interface": _str, "up": _bool, "syncdev": _opt(_str),
+                   "syncdev_status": _opt(_str), "subnet": _opt(_str)})  # fmt: skip
+_SHAPE: Mapping[str, Any] = {
+    "node": _str,
+    "carp": _list_of(_CARP),
+    "vips": _strs,
+    "sysctl": _str_map(_int),
+    "demote": _opt(_int),
+    "our_share": _opt(_int),
+    "demote_reasons": _strs,
+    "pfsync": _opt(_PFSYNC),
+    "pf_enabled": _opt(_bool),
+    "pf_states": _opt(_int),
+    "pf_digest": _opt(_str),
+    "pf_rules": _opt(_int),
+    "pf_problems": _strs,
+    "pf_notes": _strs,
+    "relayd_running": _opt(_bool),
+    "relays": _list_of(_RELAY),
+    "errors": _str_map(_str),
+    "version": _int,
+}
 
 
 @dataclass(frozen=True)
@@ -294,6 +364,14 @@ class _Check:
                 "fix": "" if self.result == OK else FIXES[self.name]}  # fmt: skip
 
 
+def _host_unread(check: _Check, r: NodeReport) -> bool:
+    """A node whose host read failed: a warning with the reason, not a verdict."""
+    if "ifconfig" in r.errors:
+        check.see(r.node, r.errors["ifconfig"], WARNING)
+        return True
+    return False
+
+
 def _pair(check: _Check, peer: NodeReport | None, reports: Sequence[NodeReport]) -> bool:
     """Marks a missing peer as a warning; whether both reports are there."""
     if peer is None:
@@ -308,8 +386,9 @@ def _carp_seen(r: NodeReport) -> str:
 def check_one_master(reports: Sequence[NodeReport], peer: NodeReport | None) -> _Check:
     check = _Check("one_master")
     for r in reports:
-        check.see(r.node, _carp_seen(r))
-    if not _pair(check, peer, reports):
+        if not _host_unread(check, r):
+            check.see(r.node, _carp_seen(r))
+    if not _pair(check, peer, reports) or any("ifconfig" in r.errors for r in reports):
         return check
     for vhid in sorted({c.vhid for r in reports for c in r.carp}):
         masters = [
@@ -326,9 +405,12 @@ def check_same_vhids(reports: Sequence[NodeReport], peer: NodeReport | None) -> 
     check = _Check("same_vhids")
     sets = {r.node: {(c.vhid, c.advbase) for c in r.carp} for r in reports}
     for r in reports:
+        if _host_unread(check, r):
+            continue
         shown = ", ".join(f"vhid {v} advbase {b}" for v, b in sorted(sets[r.node]))
         check.see(r.node, shown or "no carp vhid", OK if sets[r.node] else WARNING)
-    if _pair(check, peer, reports) and sets[reports[0].node] != sets[reports[1].node]:
+    unread = any("ifconfig" in r.errors for r in reports)
+    if _pair(check, peer, reports) and not unread and len(set(map(frozenset, sets.values()))) > 1:
         for r in reports:
             other = sets[reports[1].node if r is reports[0] else reports[0].node]
             only = sorted(sets[r.node] - other)
@@ -353,7 +435,8 @@ def check_preempt(reports: Sequence[NodeReport], peer: NodeReport | None, config
                          key=_RANK.__getitem__)  # fmt: skip
         if s.get("net.inet.carp.log", 2) < 2 and result == OK:
             result = WARNING
-        check.see(r.node, seen or "net.inet.carp not read", result if s else WARNING)
+        unread = r.errors.get("ifconfig", "net.inet.carp not read")
+        check.see(r.node, seen or unread, result if s else WARNING)
     _pair(check, peer, reports)
     return check
 
@@ -362,6 +445,8 @@ def check_pfsync(reports: Sequence[NodeReport], peer: NodeReport | None) -> _Che
     check = _Check("pfsync")
     for r in reports:
         p = r.pfsync
+        if _host_unread(check, r):
+            continue
         if p is None:
             check.see(r.node, "no pfsync interface", FAILURE)
             continue
@@ -440,7 +525,7 @@ def check_demote_stuck(reports: Sequence[NodeReport], peer: NodeReport | None) -
     check = _Check("demote_stuck")
     for r in reports:
         if r.demote is None:
-            check.see(r.node, "demote counter not read", WARNING)
+            check.see(r.node, r.errors.get("ifconfig", "demote counter not read"), WARNING)
             continue
         share = "unknown" if r.our_share is None else str(r.our_share)
         seen = f"demote count {r.demote}, carpd-py's share {share}"

@@ -3,6 +3,7 @@ every check ok / warning / failure on the simulated pair (both reports given to 
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -298,3 +299,39 @@ def test_metrics_of_the_checks(pair: Harness) -> None:
     empty = CollectorRegistry(auto_describe=False)
     empty.register(VerifyCollector(lambda: None))
     assert "carpd_verify" not in generate_latest(empty).decode()
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        [],
+        {},
+        {"node": ""},
+        {"node": "B", "carp": [{"interface": "carp0"}]},
+        {"node": "B", "pf_states": "12"},
+        {"node": "B", "pf_enabled": 1},
+        {"node": "B", "sysctl": {"net.inet.carp.preempt": True}},
+        {"node": "B", "relays": [{"name": "www", "listen": "10.0.0.1", "up": 1, "hosts": 2}]},
+        {"node": "B", "errors": {"pfctl": None}},
+        {"node": "x" * 5000},
+    ],
+)
+def test_a_bad_peer_report_is_refused_with_a_clear_message(bad: Any) -> None:
+    with pytest.raises(ValueError, match="not a node report"):
+        NodeReport.from_json(bad)
+
+
+def test_a_report_survives_json_and_ignores_fields_it_does_not_know(pair: Harness) -> None:
+    a, _ = reports(pair)
+    assert NodeReport.from_json(json.loads(json.dumps(a.to_json()))) == a
+    assert NodeReport.from_json({**a.to_json(), "later": {"x": 1}}) == a
+
+
+def test_a_node_whose_host_cannot_be_read_gives_warnings_not_verdicts(pair: Harness) -> None:
+    pair.world.set_fault("B", garbage=True)
+    a, b = reports(pair)
+    doc = verify(a, b, config_of(pair, "A"))
+    checks = {c["check"]: c for c in doc["checks"]}
+    for name in ("one_master", "same_vhids", "preempt", "pfsync", "demote_stuck"):
+        assert checks[name]["result"] == "warning", name
+    assert doc["result"] == "warning"
