@@ -6,11 +6,13 @@ The formats, from sbin/pfctl:
   (`pass`, `block drop`, `match`, `anchor "name"`), then ` in`/` out`, ` log[ (...)]`,
   ` quick`, ` on [! ]IFNAME`, ` inet[6]`, ` proto NAME`, then `print_fromto()`: ` all` when
   source and destination are both any without ports, else ` from X to Y`, then options
-  (` flags S/SA`, ` label "..."`, ...). With -v every rule is prefixed `@N ` and followed by
-  an indented `[ Evaluations: ...]` statistics line.
+  (` flags S/SA`, ` label "..."`, ...). With -v pfctl.c's pfctl_print_rule_counters()
+  follows each rule with indented `  [ Evaluations: ...]` lines; with -vv print_rule() also
+  prefixes the rule with `@N `.
 - `pfctl -si`: `print_status()`: `Status: Enabled for D days HH:MM:SS` padded to 44 columns,
   the debug level right-aligned in 15, a blank line, then `State Table  Total  Rate` and
-  `  current entries  N`, then the counters.
+  `  current entries  N` and `  half-open tcp  N`, then the counters (-v adds the Hostid
+  and Checksum lines after the first).
 - `pfctl -sI -v`: `print_iface()` (pfctl_table.c): one interface or group name per line,
   followed by ` (skip)` when `set skip on` names it.
 

@@ -167,10 +167,14 @@ def render_info(pf: dict[str, Any], now: float) -> str:
     running = "Enabled" if pf["enabled"] else "Disabled"
     since = pf.get("since") or 0
     runtime = int(now) - since
-    statline = f"Status: {running} for {_duration(runtime)}" if since else f"Status: {running}"
+    # The kernel keeps `since` in uptime seconds; 0 seconds running prints no duration.
+    statline = (
+        f"Status: {running} for {_duration(runtime)}" if since and runtime else f"Status: {running}"
+    )
     out = [f"{statline:<44}{'Debug: ' + pf.get('debug', 'err'):>15}\n\n"]
     out.append(f"{'State Table':<27} {'Total':>14} {'Rate':>16}\n")
     out.append(f"  {'current entries':<25} {pf['states']:>14} {'':>14}\n")
+    out.append(f"  {'half-open tcp':<25} {0:>14} {'':>14}\n")
     counts = {"searches": pf["states"] * 40, "inserts": pf["states"] * 2, "removals": pf["states"]}
     for name in FCOUNTERS:
         rate = f"{counts[name] / runtime:>14.1f}/s" if runtime > 0 else f"{'':>14}"
@@ -183,20 +187,20 @@ def render_info(pf: dict[str, Any], now: float) -> str:
     return "".join(out)
 
 
-def render_rules(pf: dict[str, Any], verbose: bool) -> str:
-    """pfctl.c pfctl_show_rules() / print_rule(): one rule a line; -v: `@N ` and statistics."""
+def render_rules(pf: dict[str, Any], verbose: int) -> str:
+    """pfctl.c pfctl_show_rules(): print_rule() one rule a line (`@N ` first with -vv), then
+    with -v pfctl_print_rule_counters()'s two lines."""
     out = []
     for n, rule in enumerate(pf["rules"]):
+        out.append(f"@{n} {rule}\n" if verbose >= 2 else f"{rule}\n")
         if verbose:
-            out.append(f"@{n} {rule}\n")
-            out.append("  [ Evaluations: 0         Packets: 0         Bytes: 0           "
-                       "States: 0     ]\n")  # fmt: skip
-        else:
-            out.append(f"{rule}\n")
+            out.append(f"  [ Evaluations: {0:<8}  Packets: {0:<8}  Bytes: {0:<10}  "
+                       f"States: {0:<6}]\n")  # fmt: skip
+            out.append(f"  [ Inserted: uid 0 pid 1 State Creations: {0:<6}]\n")
     return "".join(out)
 
 
-def render_ifaces(state: str, node: str, pf: dict[str, Any], verbose: bool) -> str:
+def render_ifaces(state: str, node: str, pf: dict[str, Any], verbose: int) -> str:
     """pfctl_table.c print_iface(): every interface and group pf knows, sorted by name;
     ` (skip)` after those `set skip on` names (and the members of a skipped group), with -v."""
     from .world import World  # noqa: PLC0415
@@ -221,7 +225,7 @@ def pfctl(state: str, node: str, argv: Sequence[str], now: float) -> Result:
     if model is None:
         return Result(1, "", f"pfctl: carpd-sim: no node {node!r}\n")
     pf = model["pf"]
-    verbose, show = False, None
+    verbose, show = 0, None
     args = list(argv)
     while args:
         arg = args.pop(0)
@@ -231,7 +235,7 @@ def pfctl(state: str, node: str, argv: Sequence[str], now: float) -> Result:
         while flags:
             c, flags = flags[0], flags[1:]
             if c == "v":
-                verbose = True
+                verbose += 1
             elif c == "s":
                 if not flags:
                     if not args:
