@@ -199,7 +199,7 @@ async def _inspect(config: Config, as_json: bool) -> str:
     return format_table(report)
 
 
-async def _verify(config: Config, path: str, as_json: bool) -> tuple[str, bool]:
+async def _verify(config: Config, path: str, as_json: bool) -> tuple[str, bool, str]:
     """Read this node directly; its share and the peer's report from the daemon, if it runs."""
     our_share: int | None = None
     peer: NodeReport | None = None
@@ -207,7 +207,7 @@ async def _verify(config: Config, path: str, as_json: bool) -> tuple[str, bool]:
     try:
         answer = await trio.to_thread.run_sync(partial(_ask, path, {"cmd": "verify"}))
     except ClientError as exc:
-        note = f"note: {exc}: no peer report, carpd-py's share unknown\n"
+        note = f"carpctl: {exc}: no peer report, carpd-py's share unknown\n"
     else:
         local = answer.get("local")
         if isinstance(local, dict):
@@ -218,12 +218,11 @@ async def _verify(config: Config, path: str, as_json: bool) -> tuple[str, bool]:
             try:
                 peer = NodeReport.from_json(answer["peer"])
             except ValueError:
-                note = "note: the peer's report could not be read\n"
+                note = "carpctl: the peer's report could not be read\n"
     report = await local_report(config, our_share)
     document = verify(report, peer, config)
-    if as_json:
-        return json.dumps(document, indent=2) + "\n", failed(document)
-    return format_verify(document) + (note and "\n" + note), failed(document)
+    text = json.dumps(document, indent=2) + "\n" if as_json else format_verify(document)
+    return text, failed(document), note
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -245,8 +244,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         if args.command == "verify":
             where = path if path is not None else config.control.socket
-            text, bad = trio.run(_verify, config, where, args.json)
+            text, bad, note = trio.run(_verify, config, where, args.json)
             sys.stdout.write(text)
+            sys.stderr.write(note)
             return 1 if bad else 0
         if args.command in ("status", "maintenance", "reload"):
             sys.stdout.write(_talk(args, path if path is not None else config.control.socket))

@@ -335,3 +335,10 @@ def test_a_node_whose_host_cannot_be_read_gives_warnings_not_verdicts(pair: Harn
     for name in ("one_master", "same_vhids", "preempt", "pfsync", "demote_stuck"):
         assert checks[name]["result"] == "warning", name
     assert doc["result"] == "warning"
+
+
+def test_carpctl_verify_says_on_stderr_why_the_peer_is_missing(pair: Harness) -> None:
+    done = pair.carpctl("A", "verify", "--json")
+    json.loads(done.stdout)  # stdout stays one JSON document
+    assert "carpd-py is not running" in done.stderr
+    assert "no peer report" in done.stderr
