@@ -48,12 +48,38 @@ class Verifier:
         self._view = view
         self._share = share
         self.last: Verified | None = None
-        self.peer: NodeReport | None = None  # set by the pair channel when it carries reports
+        self.peer: NodeReport | None = None  # set by the pair channel: see peer_report()
+        self.peer_at: float | None = None
+
+    # --- the pair channel's side (issue 11): carry own_report() out, hand peer_report() in ----
+
+    def own_report(self) -> dict[str, Any] | None:
+        """This node's last report, as JSON, for the message to the peer."""
+        return self.last.local.to_json() if self.last is not None else None
+
+    def peer_report(self, data: Any) -> bool:
+        """Take the peer's report from the message; a bad one is logged and dropped."""
+        try:
+            self.peer = NodeReport.from_json(data)
+        except ValueError as exc:
+            self.log.warning("verify: the peer's report is refused", error=str(exc))
+            return False
+        self.peer_at = trio.current_time()
+        return True
+
+    def _fresh_peer(self) -> NodeReport | None:
+        """The peer's report unless it is older than three intervals (at least 3 minutes)."""
+        if self.peer is None or self.peer_at is None:
+            return None
+        if trio.current_time() - self.peer_at > max(3 * self.config.verify.interval, 180.0):
+            return None
+        return self.peer
 
     async def run_once(self) -> Verified:
         local = await local_report(self.config, self._share(), self._view())
-        document = verify(local, self.peer, self.config)
-        done = Verified(trio.current_time(), local, self.peer, document)
+        peer = self._fresh_peer()
+        document = verify(local, peer, self.config)
+        done = Verified(trio.current_time(), local, peer, document)
         self._log_edges(self.last, done)
         self.last = done
         return done

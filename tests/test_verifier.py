@@ -115,3 +115,20 @@ async def test_a_bug_or_a_hang_never_stops_the_loop(
     assert ("error", "verify: the checks failed to run") in levels
     assert ("warning", "verify: the slow reads did not finish") in levels
     assert v.last is not None
+
+
+async def test_the_peers_report_is_used_while_fresh_and_a_bad_one_refused(
+    reads: Reads, autojump_clock: trio.testing.MockClock
+) -> None:
+    v, log = make(60.0)
+    assert not v.peer_report({"node": 5})
+    assert ("warning", "verify: the peer's report is refused") in [
+        (lv, e) for lv, e, _ in log.lines
+    ]
+    peer = replace(reads.report, node="B")
+    assert v.peer_report(peer.to_json())
+    done = await v.run_once()
+    assert done.peer == peer
+    assert v.own_report() == reads.report.to_json()
+    await trio.sleep(181)
+    assert (await v.run_once()).peer is None  # stale: three intervals without news
