@@ -342,3 +342,17 @@ def test_carpctl_verify_says_on_stderr_why_the_peer_is_missing(pair: Harness) ->
     json.loads(done.stdout)  # stdout stays one JSON document
     assert "carpd-py is not running" in done.stderr
     assert "no peer report" in done.stderr
+
+
+def test_the_handbooks_own_pf_conf_order_blocks_carp_and_pfsync(pair: Harness) -> None:
+    """The chapter's skeleton puts `block all` after `pass on $wan proto carp` and `pass on
+    $sync proto pfsync`; pf's last match wins, so as written it blocks both."""
+    for node in "AB":
+        services.set_pf(pair.world.path, node, rules=HANDBOOK_SR.splitlines())
+    _, checks = results(pair)
+    seen = checks["pf_rules"]["nodes"]["A"]
+    assert checks["pf_rules"]["result"] == "failure"
+    assert "carp in on em0 blocked by `block drop all`" in seen
+    assert "pfsync in on em2 blocked by `block drop all`" in seen
+    assert "carp in on em1" not in seen  # `pass on em1 all` comes after the block
+    assert checks["rules_match"]["result"] == "ok"
