@@ -219,6 +219,8 @@ async def _verify(config: Config, path: str, as_json: bool) -> tuple[str, bool, 
                 peer = NodeReport.from_json(answer["peer"])
             except ValueError:
                 note = "carpctl: the peer's report could not be read\n"
+    if config.demote.method == "advskew":
+        our_share = 0  # carpd-py never touches the counter with this method
     report = await local_report(config, our_share)
     document = verify(report, peer, config)
     text = json.dumps(document, indent=2) + "\n" if as_json else format_verify(document)

@@ -26,6 +26,10 @@ from .relayparse import RelaydError, parse_listen, parse_summary
 OK, WARNING, FAILURE = "ok", "warning", "failure"
 _RANK = {OK: 0, WARNING: 1, FAILURE: 2}
 NO_PEER = "no peer report"
+NO_PEER_FIX = (
+    "run carpd-py on both nodes: the peer's report comes from the running daemon (the checks "
+    "of this node alone passed)"
+)
 CHECKS = ("one_master", "same_vhids", "preempt", "pfsync", "pf_rules", "rules_match", "states",
           "demote_stuck", "relayd")  # fmt: skip
 REPORT_VERSION = 1
@@ -353,15 +357,18 @@ class _Check:
     name: str
     result: str = OK
     nodes: dict[str, str] = field(default_factory=dict)
+    own_problem: bool = False  # something besides the missing peer is not ok
 
     def see(self, node: str, what: str, result: str = OK) -> None:
         self.nodes[node] = what
+        if result != OK and what != NO_PEER:
+            self.own_problem = True
         if _RANK[result] > _RANK[self.result]:
             self.result = result
 
     def doc(self) -> dict[str, Any]:
-        return {"check": self.name, "result": self.result, "nodes": self.nodes,
-                "fix": "" if self.result == OK else FIXES[self.name]}  # fmt: skip
+        fix = "" if self.result == OK else FIXES[self.name] if self.own_problem else NO_PEER_FIX
+        return {"check": self.name, "result": self.result, "nodes": self.nodes, "fix": fix}
 
 
 def _host_unread(check: _Check, r: NodeReport) -> bool:
@@ -532,6 +539,8 @@ def check_demote_stuck(reports: Sequence[NodeReport], peer: NodeReport | None) -
         unexplained = r.demote - (r.our_share or 0)
         if unexplained <= 0:
             check.see(r.node, seen)
+        elif r.our_share is None:
+            check.see(r.node, f"{seen}: cannot tell whose", WARNING)
         elif r.demote_reasons:
             check.see(r.node, f"{seen}, kernel reasons: {', '.join(r.demote_reasons)}", WARNING)
         else:

@@ -4,6 +4,7 @@ every check ok / warning / failure on the simulated pair (both reports given to 
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +12,7 @@ import pytest
 import trio
 from prometheus_client import CollectorRegistry, generate_latest
 
-from carpd_py.config import Config, parse_config
+from carpd_py.config import Config, DemoteConfig, parse_config
 from carpd_py.pfparse import PfError, parse_ifaces, parse_info, parse_rules, rules_digest, verdict
 from carpd_py.relayparse import RelaydError, hosts_up, parse_listen, parse_summary
 from carpd_py.sim import services
@@ -158,7 +159,7 @@ def test_without_a_peer_every_pair_check_is_a_warning(pair: Harness) -> None:
     for check in doc["checks"]:
         assert check["result"] == "warning", check
         assert check["nodes"]["peer"] == NO_PEER
-        assert check["fix"]
+        assert check["fix"].startswith("run carpd-py on both nodes")
 
 
 def test_master_master_fails_one_master(pair: Harness) -> None:
@@ -256,6 +257,19 @@ def test_demote_counter_stuck_and_explained(pair: Harness) -> None:
     pair.world.set_link("B", "em2", up=False)  # pfsync demotes while its link is down
     _, checks = results(pair)
     assert checks["demote_stuck"]["result"] == "warning"
+    assert "kernel reasons: syncdev em2 no carrier" in checks["demote_stuck"]["nodes"]["B"]
+
+
+def test_a_demote_count_whose_owner_is_unknown_is_a_warning(pair: Harness) -> None:
+    """Method carpdemote, carpd-py not running: its share cannot be known."""
+    pair.world.ifconfig("A", "-g", "carp", "carpdemote", "50")
+    config = replace(config_of(pair, "A"), demote=DemoteConfig(method="carpdemote"))
+    a = trio.run(local_report, config, None)
+    doc = verify(a, None, config)
+    check = next(c for c in doc["checks"] if c["check"] == "demote_stuck")
+    assert check["result"] == "warning"
+    assert "cannot tell whose" in check["nodes"]["A"]
+    assert check["fix"].startswith("demote counter stuck high")
 
 
 def test_relayd_hosts_down_and_relayd_not_running(pair: Harness) -> None:
