@@ -14,8 +14,8 @@ from .config import Config
 from .host import HostError, OpenBSDHost
 from .model import HostView
 from .probes.exec import first_line
+from .report import NodeReport, Reads, build_report
 from .run import RunTimeout, run
-from .verify import NodeReport, Reads, build_report
 
 PFCTL_READS = {"pf_rules": ("-sr",), "pf_info": ("-si",), "pf_ifaces": ("-sI", "-v")}
 

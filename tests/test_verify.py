@@ -15,10 +15,11 @@ from prometheus_client import CollectorRegistry, generate_latest
 from carpd_py.config import Config, DemoteConfig, parse_config
 from carpd_py.pfparse import PfError, parse_ifaces, parse_info, parse_rules, rules_digest, verdict
 from carpd_py.relayparse import RelaydError, hosts_up, parse_listen, parse_summary
+from carpd_py.report import NodeReport
 from carpd_py.sim import services
 from carpd_py.sim.harness import Harness
 from carpd_py.verifier import Verified, VerifyCollector
-from carpd_py.verify import NO_PEER, NodeReport, verify
+from carpd_py.verify import NO_PEER, verify
 from carpd_py.verifyio import local_report
 
 # pfctl_parser.c print_status(): "%-44s" status line, "%15s\n\n" debug, then the State Table.
