@@ -89,8 +89,9 @@ class Verifier:
         for check in now.document["checks"]:
             was = old.get(check["check"], "ok")
             if check["result"] == FAILURE and was != FAILURE:
-                self.log.notice("verify: check failed", check=check["check"],
-                                seen=check["nodes"], fix=check["fix"])  # fmt: skip
+                seen = "; ".join(f"{n}: {w}" for n, w in check["nodes"].items())
+                self.log.notice("verify: check failed", check=check["check"], seen=seen,
+                                fix=check["fix"])  # fmt: skip
             elif was == FAILURE and check["result"] != FAILURE:
                 self.log.notice("verify: check passes again", check=check["check"])
 
