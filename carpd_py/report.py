@@ -9,13 +9,13 @@ message to the peer; `NodeReport.from_json` checks what a peer sent field by fie
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from .config import Config
 from .model import HostView, Interface
-from .pfparse import PfError, parse_ifaces, parse_info, parse_rules, rules_digest, verdict
+from .pfparse import PfError, PfRule, parse_ifaces, parse_info, parse_rules, rules_digest, verdict
 from .relayparse import RelaydError, parse_listen, parse_summary
 
 REPORT_VERSION = 1
@@ -187,6 +187,26 @@ def _carp_members(view: HostView) -> list[Interface]:
     return [m for m in (view.get(d) for d in devs) if m is not None]
 
 
+def blocked_by(
+    rules: Sequence[PfRule], interface: str, groups: Sequence[str], proto: str, direction: str
+) -> PfRule | None:
+    """The rule that surely blocks `proto` on `interface`, or None.
+
+    None too when a pass that may match (it names addresses or ports: whether it matches
+    depends on the packet) comes after the deciding block, or is `quick`: such a ruleset may
+    well pass the protocol, and verify does not guess.
+    """
+    decided = verdict(rules, interface, groups, proto, direction)
+    if decided is None or decided.action != "block":
+        return None
+    at = rules.index(decided)
+    for n, rule in enumerate(rules):
+        maybe = rule.action == "pass" and not rule.all
+        if maybe and (n > at or rule.quick) and rule.may_apply(interface, groups, proto, direction):
+            return None
+    return decided
+
+
 def pf_findings(
     view: HostView, rules_text: str, ifaces: Mapping[str, bool]
 ) -> tuple[list[str], list[str]]:
@@ -197,8 +217,8 @@ def pf_findings(
     notes: list[str] = []
     for member in _carp_members(view):
         for direction in ("in", "out"):
-            rule = verdict(rules, member.name, member.groups, "carp", direction)
-            if rule is not None and rule.action == "block":
+            rule = blocked_by(rules, member.name, member.groups, "carp", direction)
+            if rule is not None:
                 problems.append(f"carp {direction} on {member.name} blocked by `{rule.text}`")
         if not any(
             r.action == "pass"
@@ -212,8 +232,8 @@ def pf_findings(
         dev = view.get(sync.pfsync.syncdev)
         groups = dev.groups if dev is not None else ()
         for direction in ("in", "out"):
-            rule = verdict(rules, sync.pfsync.syncdev, groups, "pfsync", direction)
-            if rule is not None and rule.action == "block":
+            rule = blocked_by(rules, sync.pfsync.syncdev, groups, "pfsync", direction)
+            if rule is not None:
                 problems.append(
                     f"pfsync {direction} on {sync.pfsync.syncdev} blocked by `{rule.text}`"
                 )

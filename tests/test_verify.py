@@ -371,3 +371,27 @@ def test_the_handbooks_own_pf_conf_order_blocks_carp_and_pfsync(pair: Harness) -
     assert "pfsync in on em2 blocked by `block drop all`" in seen
     assert "carp in on em1" not in seen  # `pass on em1 all` comes after the block
     assert checks["rules_match"]["result"] == "ok"
+
+
+def test_pf_decides_through_interface_groups_and_quick() -> None:
+    """A pass on an interface group (`on egress`) or a `quick` pass before `block all`."""
+    rules = parse_rules("block drop all\npass quick on egress proto carp all\n")
+    assert verdict(rules, "em0", ("egress",), "carp", "in") == rules[1]
+    assert verdict(rules, "em1", (), "carp", "in") == rules[0]
+    negated = parse_rules("pass on ! em2 proto pfsync all\n")
+    assert negated[0].may_apply("em0", (), "pfsync", "in")
+    assert not negated[0].may_apply("em2", (), "pfsync", "in")
+    narrowed = parse_rules("block drop all\npass on em0 proto carp from 192.0.2.1 to any\n")
+    assert verdict(narrowed, "em0", (), "carp", "in") == narrowed[0]  # may not match all carp
+
+
+def test_a_pass_that_names_addresses_is_not_called_blocked(pair: Harness) -> None:
+    """`pass on em0 proto carp from <peer>` after `block all` may well pass carp: verify does
+    not call it blocked (it cannot know the packets), but still sees the pass."""
+    rules = services.read_model(pair.world.path)["A"]["pf"]["rules"]
+    peer_only = "pass on em0 proto carp from 203.0.113.3 to any"
+    narrowed = [peer_only if r == "pass on em0 proto carp all" else r for r in rules]
+    for node in "AB":
+        services.set_pf(pair.world.path, node, rules=narrowed)
+    _, checks = results(pair)
+    assert checks["pf_rules"]["result"] == "ok", checks["pf_rules"]
