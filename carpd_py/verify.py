@@ -1,6 +1,6 @@
 """The handbook's verification and troubleshooting checks, over the reports of the two nodes.
 
-Pure. `verify(local, peer, config)` runs the checks over one or two `NodeReport`s (report.py)
+Pure. `verify(local, peer, config)` runs the checks over one or two `NodeReport`s (nodereport.py)
 and returns the `carpctl verify --json` document:
 
     {"result": "ok" | "warning" | "failure",
@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .config import Config
-from .report import NodeReport
+from .nodereport import NodeReport
 
 __all__ = ["CHECKS", "FAILURE", "NO_PEER", "OK", "WARNING", "NodeReport", "failed",
            "format_verify", "summary", "verify"]  # fmt: skip

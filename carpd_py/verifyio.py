@@ -13,8 +13,8 @@ import trio
 from .config import Config
 from .host import HostError, OpenBSDHost
 from .model import HostView
+from .nodereport import NodeReport, Reads, build_report
 from .probes.exec import first_line
-from .report import NodeReport, Reads, build_report
 from .run import RunTimeout, run
 
 PFCTL_READS = {"pf_rules": ("-sr",), "pf_info": ("-si",), "pf_ifaces": ("-sI", "-v")}

@@ -13,7 +13,7 @@ import trio.testing
 from carpd_py import verifier as verifier_module
 from carpd_py.config import Config, VerifyConfig
 from carpd_py.model import HostView
-from carpd_py.report import NodeReport
+from carpd_py.nodereport import NodeReport
 from carpd_py.verifier import Verifier
 
 from .fakes import RecordingLog

@@ -13,9 +13,9 @@ import trio
 from prometheus_client import CollectorRegistry, generate_latest
 
 from carpd_py.config import Config, DemoteConfig, parse_config
+from carpd_py.nodereport import NodeReport
 from carpd_py.pfparse import PfError, parse_ifaces, parse_info, parse_rules, rules_digest, verdict
 from carpd_py.relayparse import RelaydError, hosts_up, parse_listen, parse_summary
-from carpd_py.report import NodeReport
 from carpd_py.sim import services
 from carpd_py.sim.harness import Harness
 from carpd_py.verifier import Verified, VerifyCollector
