@@ -132,3 +132,22 @@ async def test_the_peers_report_is_used_while_fresh_and_a_bad_one_refused(
     assert v.own_report() == reads.report.to_json()
     await trio.sleep(181)
     assert (await v.run_once()).peer is None  # stale: three intervals without news
+
+
+async def test_the_peers_report_is_pulled_from_the_channel(
+    reads: Reads, autojump_clock: trio.testing.MockClock
+) -> None:
+    """What the pair channel last received: its "verify" section and when it arrived."""
+    peer = replace(reads.report, node="B")
+    message: list[tuple[Any, float]] = []
+    log = RecordingLog()
+    config = replace(Config(), verify=VerifyConfig(interval=60.0))
+    v = Verifier(config, log, lambda: None, lambda: 0, lambda: message[-1] if message else None)
+    assert (await v.run_once()).peer is None
+    message.append((peer.to_json(), trio.current_time()))
+    assert (await v.run_once()).peer == peer
+    message.append(({"node": 1}, trio.current_time() + 1))  # a bad one: refused, logged
+    assert (await v.run_once()).peer == peer
+    assert ("warning", "verify: the peer's report is refused") in [
+        (lv, e) for lv, e, _ in log.lines
+    ]
