@@ -18,6 +18,7 @@ from carpd_py.pfparse import PfError, parse_ifaces, parse_info, parse_rules, rul
 from carpd_py.relayparse import RelaydError, hosts_up, parse_listen, parse_summary
 from carpd_py.sim import services
 from carpd_py.sim.harness import Harness
+from carpd_py.sim.state import Address
 from carpd_py.verifier import Verified, VerifyCollector
 from carpd_py.verify import NO_PEER, verify
 from carpd_py.verifyio import local_report
@@ -395,3 +396,13 @@ def test_a_pass_that_names_addresses_is_not_called_blocked(pair: Harness) -> Non
         services.set_pf(pair.world.path, node, rules=narrowed)
     _, checks = results(pair)
     assert checks["pf_rules"]["result"] == "ok", checks["pf_rules"]
+
+
+def test_sync_subnets_that_differ_fail_pfsync(pair: Harness) -> None:
+    with pair.world.modify() as state:
+        em2 = state.node("B").get("em2")
+        assert em2 is not None
+        em2.addrs = [Address("10.255.254.3", 30)]
+    _, checks = results(pair)
+    assert checks["pfsync"]["result"] == "failure"
+    assert "subnet 10.255.254.0/30 (SYNC subnets differ)" in checks["pfsync"]["nodes"]["B"]
