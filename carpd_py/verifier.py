@@ -52,7 +52,7 @@ class Verifier:
         self.peer: NodeReport | None = None  # set by the pair channel: see peer_report()
         self.peer_at: float | None = None
         # (the "verify" section of the peer's last message, the trio time it arrived)
-        self._peer_source = peer_source
+        self.peer_source = peer_source
         self._peer_taken: float | None = None
 
     # --- the pair channel's side (issue 11): carry own_report() out, hand peer_report() in ----
@@ -72,7 +72,7 @@ class Verifier:
         return True
 
     def _pull_peer(self) -> None:
-        got = self._peer_source() if self._peer_source is not None else None
+        got = self.peer_source() if self.peer_source is not None else None
         if got is None or got[1] == self._peer_taken:
             return
         data, at = got
