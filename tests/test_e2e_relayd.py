@@ -45,7 +45,7 @@ def test_backends_down_on_a_only_move_the_vip_to_b_and_back(pair: Harness) -> No
 
     backends(pair, "A", up=False)
     wait_until(lambda: pair.advskews("A") == {"carp0": 240, "carp1": 240}, WAIT, "A demoted")
-    assert masters(pair) == {"A": [], "B": ["carp0", "carp1"]}
+    wait_until(lambda: masters(pair) == {"A": [], "B": ["carp0", "carp1"]}, WAIT, "VIPs on B")
     assert pair.advskews("B") == {"carp0": 100, "carp1": 100}
     assert "0/2 hosts up in relay www" in pair.carpctl("A", "status").stdout
 
