@@ -9,7 +9,7 @@ when a signal arrives) under a deadline; publish an immutable Status for readers
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Protocol
@@ -19,10 +19,11 @@ import trio
 from . import decide as d
 from . import state
 from .config import Config, UpstreamConfig
-from .host import CommandTimeout, HostError
+from .host import CommandTimeout, HostError, Unparsable
 from .hysteresis import Check, Round, step
 from .inspect import warnings as host_warnings
 from .logsetup import Log
+from .misread import CONFIRM_MAX, doubtful
 from .model import HostView
 from .rounds import (
     SYNC,
@@ -42,6 +43,7 @@ from .telemetry import Telemetry, TelemetrySnapshot
 
 class Host(Protocol):
     async def read(self, *, sysctl: bool = True) -> HostView: ...
+    async def reread(self, view: HostView, names: Sequence[str]) -> HostView: ...
     async def set_advskew(self, name: str, skews: Mapping[int, int]) -> None: ...
     async def carpdemote(self, group: str, delta: int) -> None: ...
 
@@ -116,6 +118,7 @@ class Supervisor:
         self.command_error: dict[str, str] = {}
         self.warned: tuple[str, ...] = ()
         self._sysctl_due = 0.0
+        self._lost: tuple[str, ...] = ()  # interfaces the last (refused) read lost at once
         self._configure(config)
         self.status = Status(config=config, started=wall())
 
@@ -162,7 +165,8 @@ class Supervisor:
         limit = 2 * self.config.platform.command_timeout + GRACE
         try:
             with trio.fail_after(limit):
-                out["view"] = await self.host.read(sysctl=due)
+                view = await self.host.read(sysctl=due)
+                out["view"] = await self._confirm(view)
         except trio.TooSlowError:
             exc = CommandTimeout(f"reading the host took more than {limit:g}s")
             self._read_failed(exc)
@@ -175,6 +179,37 @@ class Supervisor:
         if self.read_error is not None:
             self.log.notice("host read works again")
             self.read_error = None
+
+    async def _confirm(self, view: HostView) -> HostView:
+        """Re-read by name what this read shows less of than the previous one (misread.py)
+        before it counts; a read that lost too much at once is a failed read."""
+        sync = self.config.sync.interface if self.config.sync is not None else None
+        done: list[str] = []
+        for _ in range(2):  # a first read may learn the syncdev's name from the re-read
+            names = doubtful(self.view, view, sync, done)
+            if not names:
+                break
+            if len(names) > CONFIRM_MAX:
+                if names == self._lost:  # the second read in a row that lost them
+                    self._lost = ()
+                    break
+                self._lost = names
+                raise Unparsable(
+                    f"ifconfig: {len(names)} interfaces missing at once "
+                    f"({', '.join(names[:5])}{', ...' if len(names) > 5 else ''}): "
+                    "taken for output cut short until the next read agrees",
+                    ("ifconfig",),
+                )
+            view = await self.host.reread(view, names)
+            done.extend(names)
+            back = [n for n in names if view.get(n) is not None]
+            if back:
+                self.log.info(
+                    "ifconfig output showed less than the host has: re-read by name",
+                    interfaces=", ".join(back),
+                )
+        self._lost = ()
+        return view
 
     def _read_failed(self, exc: HostError) -> None:
         self.telemetry.read_errors += 1
@@ -289,9 +324,12 @@ class Supervisor:
     # --- acting ------------------------------------------------------------------------
 
     async def apply(self, memory: d.Memory, effects: tuple[d.Effect, ...]) -> None:
+        before = self.memory
         self.persist(memory)
         for effect in effects:
-            if not isinstance(effect, d.COMMANDS):
+            if isinstance(effect, d.Restore):
+                self._report_restore(effect, before, memory)
+            elif not isinstance(effect, d.COMMANDS):
                 self._report(effect)
         commands = [e for e in effects if isinstance(e, d.COMMANDS)]
         if not commands:
@@ -331,10 +369,6 @@ class Supervisor:
                 self.telemetry.demotions[reason] += 1
             self.log.notice("demoting", reasons=effect.reasons, method=self.policy.method)
             self._fire("demote", REASONS=",".join(effect.reasons))
-        elif isinstance(effect, d.Restore):
-            self.telemetry.restores += 1
-            self.log.notice("restoring baselines", demoted_for=round(effect.after, 1))
-            self._fire("restore", DEMOTED_FOR=f"{effect.after:.1f}")
         elif isinstance(effect, d.ReasonsChanged):
             for reason in set(effect.after) - set(effect.before):
                 self.telemetry.demotions[reason] += 1
@@ -345,6 +379,25 @@ class Supervisor:
                 before=effect.before,
                 after=effect.after,
                 released=effect.released,
+            )
+        elif isinstance(effect, d.Unconfirmed):
+            if effect.expected is None:
+                self.log.info(
+                    f"{_describe(effect.key)} advskew {effect.value} read once: managed "
+                    "when the next read agrees",
+                )
+            else:
+                self.log.info(
+                    f"{_describe(effect.key)} read once as advskew {effect.value}, expected "
+                    f"{effect.expected}: ignored unless the next read agrees",
+                )
+        elif isinstance(effect, d.NotAdopted):
+            self.log.warning(
+                f"{_describe(effect.key)} advskew changed by hand to {effect.value}, at or above "
+                f"demote.advskew {self.policy.advskew}: not adopted as baseline, baseline "
+                f"{effect.baseline} kept (restored at the next restore)",
+                value=effect.value,
+                baseline=effect.baseline,
             )
         elif isinstance(effect, d.Refuse):
             self.log.error(
@@ -360,6 +413,46 @@ class Supervisor:
                 before=effect.before,
                 after=effect.after,
             )
+
+    def _report_restore(self, effect: d.Restore, before: d.Memory, after: d.Memory) -> None:
+        """Say what the restore really gives back: the vhids, our share, or nothing."""
+        self.telemetry.restores += 1
+        demoted_for = round(effect.after, 1)
+        refused = ", ".join(_describe(k) for k in sorted(after.refused))
+        extra = {"refused": refused} if refused else {}
+        if self.policy.method == "carpdemote":
+            if before.share or before.share_target:
+                self.log.notice(
+                    "restoring baselines",
+                    demoted_for=demoted_for,
+                    group=self.policy.group,
+                    share=before.share,
+                )
+            else:
+                self.log.notice(
+                    "demotion over, nothing to restore: no share of ours in the group counter",
+                    demoted_for=demoted_for,
+                    group=self.policy.group,
+                )
+        else:
+            keys = d.restored(before, after)
+            if keys:
+                vhids = ", ".join(_describe(k) for k in keys)
+                self.log.notice(
+                    "restoring baselines", demoted_for=demoted_for, vhids=vhids, **extra
+                )
+            elif refused:
+                self.log.notice(
+                    f"demotion over, nothing to restore: {refused} refused "
+                    "(no record of their baseline), no other vhid held",
+                    demoted_for=demoted_for,
+                )
+            else:
+                self.log.notice(
+                    "demotion over, nothing to restore: no managed vhid was held",
+                    demoted_for=demoted_for,
+                )
+        self._fire("restore", DEMOTED_FOR=f"{effect.after:.1f}")
 
     def _fire(self, event: str, **env: str) -> None:
         if self.hooks is not None:
