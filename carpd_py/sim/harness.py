@@ -119,8 +119,19 @@ def base_config(node: Node) -> dict[str, Any]:
             "command_timeout": 2.0,
             "route_socket": str(node.route_path),
             "resync_interval": 1.0,
+            **_service_paths(node),
+        },
+        "verify": {
+            "name": node.name,
+            "relayd_conf": str(Path(node.ifconfig).parent / "relayd.conf"),
         },
     }
+
+
+def _service_paths(node: Node) -> dict[str, str]:
+    """pfctl and relayctl, written by install_bin beside ifconfig (sim/services.py)."""
+    bindir = Path(node.ifconfig).parent
+    return {"pfctl": str(bindir / "pfctl"), "relayctl": str(bindir / "relayctl")}
 
 
 def merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
