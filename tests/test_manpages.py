@@ -130,7 +130,8 @@ def stated_default(entry: str) -> str | None:
         return None
     m = re.search(r"\bdefault (\S+)", text, re.I)
     assert m is not None, f"no default stated in {text!r}"
-    return m[1].rstrip(".,;:)")
+    stated = m[1].rstrip(".,;:)")
+    return "" if stated == '""' else stated  # an empty string, written as ""
 
 
 def shown(value: object) -> str:
@@ -140,8 +141,6 @@ def shown(value: object) -> str:
         return f"{value:g}"
     if value == ():
         return "[]"
-    if value == "":
-        return '""'
     return str(value)
 
 
