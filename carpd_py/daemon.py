@@ -29,11 +29,13 @@ from .hooks import HookRunner
 from .host import OpenBSDHost
 from .logsetup import Log, setup
 from .metrics import MetricsServer, parse_listen, start_metrics_server, stop_metrics_server
+from .pairing import Pairing
+from .peer import Channel, KeyFileError, load_key
 from .prober import Probes
 from .supervisor import Supervisor
 
 # Keys a reload cannot change in a running process: they need a restart.
-RESTART_ONLY = ("state_file", "metrics", "log", "control")
+RESTART_ONLY = ("state_file", "metrics", "log", "control", "peer")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -62,6 +64,13 @@ class Daemon:
         self.supervisor = Supervisor(
             config, self.host, self.probes, log, boot_time=psutil.boot_time(), hooks=self.hooks
         )
+        self.pairing: Pairing | None = None
+        if config.peer is not None:
+            # Bound now, before trio runs (and before a detach): a bind failure is reported.
+            channel = Channel(config.peer, load_key(config.peer.key_file), log)
+            channel.bind()
+            self.pairing = Pairing(channel, log)
+            self.supervisor.pair = self.pairing
         self._reloads: trio.MemorySendChannel[None] | None = None
         self._metrics: tuple[MetricsServer, threading.Thread] | None = None
 
@@ -134,6 +143,8 @@ class Daemon:
             await nursery.start(self.probes.run)
             await self.probes.ensure(self.config)
             await nursery.start(self.hooks.run)
+            if self.pairing is not None:
+                await nursery.start(self.pairing.channel.run)
             await self._start_services(nursery)
             nursery.start_soon(self._reloader, recv)
             await nursery.start(self.supervisor.run)
@@ -179,6 +190,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         for problem in exc.problems:
             print(problem, file=sys.stderr)
         return 1
+    if args.n and config.peer is not None:
+        try:
+            load_key(config.peer.key_file)
+        except KeyFileError as exc:
+            print(f"{config.path}: peer.key_file: {exc}", file=sys.stderr)
+            return 1
     if args.n:
         print("configuration OK")
         return 0
@@ -190,7 +207,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     if trouble:
         log.error(trouble)
     try:
-        trio.run(Daemon(config, log).serve)
+        daemon = Daemon(config, log)
+    except KeyFileError as exc:
+        log.error("cannot run", error=str(exc))
+        return 1
+    except OSError as exc:
+        log.error("cannot run", error=str(exc))
+        return 1
+    try:
+        trio.run(daemon.serve)
     except KeyboardInterrupt:  # ^C before the signal handler was in place
         return 130
     except Exception as exc:  # never a traceback; one line says what broke

@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import trio
 
@@ -24,6 +24,7 @@ from .hysteresis import Check, Round, step
 from .inspect import warnings as host_warnings
 from .logsetup import Log
 from .model import HostView
+from .reports import report
 from .rounds import (
     SYNC,
     check_names,
@@ -38,6 +39,9 @@ from .rounds import (
     upstream_check,
 )
 from .telemetry import Telemetry, TelemetrySnapshot
+
+if TYPE_CHECKING:
+    from .pairing import Pairing, PairStatus
 
 
 class Host(Protocol):
@@ -80,13 +84,10 @@ class Status:
     warnings: tuple[str, ...] = ()
     read_error: str | None = None
     telemetry: TelemetrySnapshot = field(default_factory=lambda: Telemetry().snapshot())
+    pair: PairStatus | None = None  # None: no [peer], this node decides alone
 
 
 GRACE = 0.5  # seconds a task may overrun its own deadline before the supervisor gives up on it
-
-
-def _describe(key: d.VhidKey) -> str:
-    return f"{key[0]} vhid {key[1]}"
 
 
 class Supervisor:
@@ -107,6 +108,7 @@ class Supervisor:
         self.wall = wall
         self.boot_time = boot_time if boot_time is not None else wall()
         self.hooks = hooks
+        self.pair: Pairing | None = None  # the peer's view and the pair rule (pairing.py)
         self.telemetry = Telemetry()
         self.memory = d.Memory()
         self.checks: dict[str, Check] = {}
@@ -245,6 +247,8 @@ class Supervisor:
             counter=view.group_demote.get(self.policy.group) if view is not None else None,
             others=released_advskews(view, self.config, self.memory.vhids) if view else {},
         )
+        if self.pair is not None:
+            inputs = self.pair.adjust(self, inputs)
         memory, effects = d.decide(self.policy, self.memory, inputs)
         await self.apply(memory, effects)
         self.telemetry.polls += 1
@@ -292,7 +296,7 @@ class Supervisor:
         self.persist(memory)
         for effect in effects:
             if not isinstance(effect, d.COMMANDS):
-                self._report(effect)
+                report(self, effect)
         commands = [e for e in effects if isinstance(e, d.COMMANDS)]
         if not commands:
             return
@@ -325,42 +329,6 @@ class Supervisor:
         )
         return True
 
-    def _report(self, effect: d.Effect) -> None:
-        if isinstance(effect, d.Demote):
-            for reason in effect.reasons:
-                self.telemetry.demotions[reason] += 1
-            self.log.notice("demoting", reasons=effect.reasons, method=self.policy.method)
-            self._fire("demote", REASONS=",".join(effect.reasons))
-        elif isinstance(effect, d.Restore):
-            self.telemetry.restores += 1
-            self.log.notice("restoring baselines", demoted_for=round(effect.after, 1))
-            self._fire("restore", DEMOTED_FOR=f"{effect.after:.1f}")
-        elif isinstance(effect, d.ReasonsChanged):
-            for reason in set(effect.after) - set(effect.before):
-                self.telemetry.demotions[reason] += 1
-            self.log.notice("demotion reasons changed", before=effect.before, after=effect.after)
-        elif isinstance(effect, d.Adopt):
-            self.log.warning(
-                f"{_describe(effect.key)} advskew changed by hand: adopted as baseline",
-                before=effect.before,
-                after=effect.after,
-                released=effect.released,
-            )
-        elif isinstance(effect, d.Refuse):
-            self.log.error(
-                f"{_describe(effect.key)} advskew {effect.advskew} looks demoted already and "
-                "carpd-py has no record of its baseline: left unmanaged until its real advskew "
-                "is set by hand",
-            )
-        elif isinstance(effect, d.Manage):
-            self.log.info(f"managing {_describe(effect.key)}", baseline=effect.baseline)
-        elif isinstance(effect, d.ShareAdopted):
-            self.log.warning(
-                f"group {effect.group} demote counter below our share: adopted",
-                before=effect.before,
-                after=effect.after,
-            )
-
     def _fire(self, event: str, **env: str) -> None:
         if self.hooks is not None:
             self.hooks.fire(event, env)
@@ -377,7 +345,10 @@ class Supervisor:
             warnings=self.warned,
             read_error=self.read_error,
             telemetry=self.telemetry.snapshot(),
+            pair=self.pair.status() if self.pair is not None else None,
         )
+        if self.pair is not None:
+            self.pair.published(self.status)
 
     # --- control -----------------------------------------------------------------------
 

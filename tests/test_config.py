@@ -27,6 +27,7 @@ from carpd_py.config import (
     HooksConfig,
     LogConfig,
     MetricsConfig,
+    PeerConfig,
     PlatformConfig,
     SyncConfig,
     UpstreamConfig,
@@ -45,6 +46,7 @@ TABLES: dict[str, type[Any]] = {
     "control": ControlConfig,
     "platform": PlatformConfig,
     "hooks": HooksConfig,
+    "peer": PeerConfig,
 }
 ROOT_KEYS = ("interval", "state_file", "restore_on_exit")
 ISP = '[[upstream]]\nname = "isp"\n'  # an upstream group to complete in a test
@@ -97,6 +99,12 @@ def test_shipped_config_is_node_a_of_the_handbook() -> None:
             sysctl_interval=30.0,
         ),
         hooks=HooksConfig(on_demote=(), on_restore=(), on_role_change=(), timeout=10.0),
+        peer=PeerConfig(
+            listen=("10.10.10.2:9724",),
+            addresses=("10.10.10.3:9724",),
+            key_file="/etc/carpd-py.key",
+            timeout=3.0,
+        ),
         path=str(ETC),
     )
 
