@@ -8,6 +8,7 @@ Every wait has a deadline and none assumes an election is instant: roles are wai
 from __future__ import annotations
 
 import signal
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -28,8 +29,6 @@ def masters(h: Harness) -> dict[str, set[str]]:
 
 def stays(h: Harness, predicate: Callable[[], bool], seconds: float = QUIET) -> None:
     """`predicate` holds now and for `seconds` (polled)."""
-    import time
-
     end = time.monotonic() + seconds
     while time.monotonic() < end:
         assert predicate(), "changed while it should not have"
@@ -46,13 +45,27 @@ def start(h: Harness) -> None:
     for name in h.nodes:
         h.start(name)
     for name in h.nodes:
-        wait_until(lambda n=name: "managing carp1" in h.nodes[n].log(), WAIT, f"{name} manages")
+        logged(h, name, "managing carp1")
     wait_until(lambda: masters(h) == {"A": BOTH, "B": set()}, WAIT, "A MASTER of both")
 
 
-def peers_up(h: Harness) -> None:
+def logged(h: Harness, name: str, line: str, times: int = 1) -> None:
+    """Wait until the daemon on `name` has logged `line` (`times` times)."""
+    log = h.nodes[name].log
+    wait_until(lambda: log().count(line) >= times, WAIT, f"{name} logs {line!r}")
+
+
+def peers_up(h: Harness, times: int = 1) -> None:
+    """Both daemons have logged the peer up (`times` times)."""
+    line = "notice  peer up: deciding together"
     for name in h.nodes:
-        wait_until(lambda n=name: h.status(n).get("peer", {}).get("state") == "up", WAIT, "up")
+        logged(h, name, line, times)
+
+
+def status_is(h: Harness, name: str, predicate: Callable[[dict[str, Any]], bool]) -> None:
+    """Wait until `carpctl status --json` of `name` satisfies `predicate` (each poll runs
+    carpctl: a process, so not too often)."""
+    wait_until(lambda: predicate(h.status(name)), WAIT, f"{name}'s status", step=0.3)
 
 
 @pytest.fixture
@@ -80,7 +93,7 @@ def test_the_direct_sync_cable_pulled_moves_nothing_and_both_say_why(pair: Harne
     pair.world.set_link("B", "em2", up=False)
     notice = "notice  sync lost on both nodes: failover would not help"
     for name in pair.nodes:
-        wait_until(lambda n=name: notice in pair.nodes[n].log(), WAIT, f"{name} says why")
+        logged(pair, name, notice)
     stays(pair, lambda: untouched(pair))
     for name in pair.nodes:
         doc = pair.status(name)
@@ -91,7 +104,7 @@ def test_the_direct_sync_cable_pulled_moves_nothing_and_both_say_why(pair: Harne
     # plugged back: the checks recover, nothing moved, nothing to undo
     pair.world.set_link("A", "em2", up=True)
     pair.world.set_link("B", "em2", up=True)
-    wait_until(lambda: pair.status("A")["pair"]["withheld"] == [], WAIT, "nothing withheld")
+    status_is(pair, "A", lambda doc: doc["pair"]["withheld"] == [])
     assert untouched(pair)
     assert "demoting" not in pair.nodes["A"].log() + pair.nodes["B"].log()
 
@@ -133,7 +146,7 @@ def test_a_shared_upstream_outage_moves_nothing(pair: Harness, tmp_path: Path) -
     flag.unlink()
     notice = "notice  upstream:isp lost on both nodes: failover would not help"
     for name in pair.nodes:
-        wait_until(lambda n=name: notice in pair.nodes[n].log(), WAIT, f"{name} says why")
+        logged(pair, name, notice)
     stays(pair, lambda: untouched(pair))
     assert pair.status("A")["pair"]["withheld"] == ["upstream:isp"]
 
@@ -142,7 +155,7 @@ def test_the_peers_daemon_killed_this_node_decides_alone(pair: Harness) -> None:
     start(pair)
     peers_up(pair)
     pair.stop("B", signal.SIGKILL)
-    wait_until(lambda: pair.status("A")["peer"]["state"] == "unknown", WAIT, "B unknown")
+    status_is(pair, "A", lambda doc: doc["peer"]["state"] == "unknown")
     assert "warning peer lost: deciding alone" in pair.nodes["A"].log()
     pair.world.set_link("A", "em2", up=False)
     pair.world.set_link("B", "em2", up=False)
@@ -157,13 +170,13 @@ def test_a_wrong_key_is_rejected_and_each_decides_alone(tmp_path: Path) -> None:
     try:
         start(h)
         for name in h.nodes:
-            wait_until(lambda n=name: h.status(n)["peer"]["state"] == "rejected", WAIT, "reject")
+            status_is(h, name, lambda doc: doc["peer"]["state"] == "rejected")
         assert "warning peer message dropped why=auth" in h.nodes["A"].log()
         assert "warning peer messages rejected: deciding alone" in h.nodes["B"].log()
         h.world.set_link("A", "em2", up=False)
         h.world.set_link("B", "em2", up=False)
         for name in h.nodes:  # alone: both demote, as without [peer]
-            wait_until(lambda n=name: h.status(n).get("demoted") is True, WAIT, f"{name} demoted")
+            status_is(h, name, lambda doc: doc.get("demoted") is True)
     finally:
         h.stop_all()
 
@@ -174,10 +187,11 @@ def test_a_blocked_channel_means_alone_and_back_together_when_it_opens(pair: Har
     for relay in pair.relays.values():
         relay.blocked = True
     for name in pair.nodes:
-        wait_until(lambda n=name: pair.status(n)["peer"]["state"] == "unknown", WAIT, "unknown")
+        status_is(pair, name, lambda doc: doc["peer"]["state"] == "unknown")
+    assert "warning peer lost: deciding alone" in pair.nodes["A"].log()
     for relay in pair.relays.values():
         relay.blocked = False
-    peers_up(pair)
+    peers_up(pair, times=2)
     assert "notice  peer up: deciding together" in pair.nodes["A"].log()
 
 
@@ -204,7 +218,7 @@ def test_split_brain_is_seen_by_both_daemons(pair: Harness) -> None:
     wait_until(lambda: masters(pair)["B"] == BOTH, WAIT, "B MASTER too")
     line = "error   split brain: MASTER on both nodes vhids=10,20"
     for name in pair.nodes:
-        wait_until(lambda n=name: line in pair.nodes[n].log(), WAIT, f"{name} logs split brain")
+        logged(pair, name, line)
         assert pair.status(name)["pair"]["split_brain"] == [10, 20]
     pair.world.sysctl_set("B", "net.inet.carp.allow", 1)
     wait_until(lambda: "notice  split brain over" in pair.nodes["A"].log(), WAIT, "over")
