@@ -145,6 +145,7 @@ class Daemon:
             await nursery.start(self.hooks.run)
             if self.pairing is not None:
                 await nursery.start(self.pairing.channel.run)
+                await nursery.start(self.pairing.heartbeat, self.config.interval)
             await self._start_services(nursery)
             nursery.start_soon(self._reloader, recv)
             await nursery.start(self.supervisor.run)

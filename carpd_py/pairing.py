@@ -22,6 +22,7 @@ The view document (the "view" section of a message, see peer.py):
     carp         [{"interface", "vhid", "state", "advskew", "managed"}]
     demote_counter, preempt   the group's demote counter and net.inet.carp.preempt, or null
     interval     seconds between this node's rounds
+    round        how many rounds this node has done (a resent view keeps its round)
 """
 
 from __future__ import annotations
@@ -46,7 +47,8 @@ from .rounds import SYNC, check_params, sync_link_problem
 if TYPE_CHECKING:
     from .supervisor import Status, Supervisor
 
-SETTLE = 3  # rounds a split must last before it is reported (a failover moves vhids one by one)
+SETTLE = 3  # rounds of the peer's a split must last before it is reported (a failover moves
+# vhids one by one, and a view is as old as the read it was made from)
 
 
 @dataclass(frozen=True)
@@ -106,6 +108,7 @@ def view_document(
     view: HostView | None,
     *,
     withheld: tuple[str, ...] = (),
+    round_number: int = 0,
 ) -> dict[str, Any]:
     group = config.demote.group
     reasons = sorted(n for n, c in checks.items() if c.up is False)
@@ -132,6 +135,7 @@ def view_document(
         "demote_counter": view.group_demote.get(group) if view is not None else None,
         "preempt": view.sysctl.get("net.inet.carp.preempt") if view is not None else None,
         "interval": config.interval,
+        "round": round_number,
     }
 
 
@@ -216,6 +220,8 @@ class Pairing:
         self.state = "unknown"
         self.announced: dict[str, Verdict] = {}  # reasons whose verdict was logged
         self.rounds = {"split brain": 0, "split": 0}
+        self.peer_round: object = None
+        self.last_sent: tuple[dict[str, Any], float] | None = None  # (view, trio time)
         self.settled: tuple[tuple[int, ...], bool] = ((), False)
         self.warned_no_healthier = False
 
@@ -290,9 +296,21 @@ class Pairing:
         self._splits(decision)
 
     def _splits(self, decision: PairDecision) -> None:
+        """Count a split once per new round of the peer's: a stalled peer's old view (its
+        read from before its own commands) is not evidence twice."""
         brain, split = decision.split_brain, decision.split
-        self.rounds["split brain"] = self.rounds["split brain"] + 1 if brain else 0
-        self.rounds["split"] = self.rounds["split"] + 1 if split else 0
+        last = self.channel.last
+        peer_round = last.document["view"].get("round") if last is not None else None
+        new = peer_round != self.peer_round
+        self.peer_round = peer_round
+        if brain:
+            self.rounds["split brain"] += 1 if new else 0
+        else:
+            self.rounds["split brain"] = 0
+        if split:
+            self.rounds["split"] += 1 if new else 0
+        else:
+            self.rounds["split"] = 0
         old_brain, old_split = self.settled
         new_brain = brain if self.rounds["split brain"] >= SETTLE else ()
         new_split = split and self.rounds["split"] >= SETTLE
@@ -319,10 +337,27 @@ class Pairing:
             status.memory,
             status.view,
             withheld=self.decision.held(Verdict.SHARED, Verdict.THEIRS),
+            round_number=status.telemetry.polls,
         )
         self.channel.send(doc, self.heard)
+        self.last_sent = (doc, trio.current_time())
         # the next round begins after this: what was heard by now is what that round has heard
         self.heard = self.channel.last
+
+    async def heartbeat(
+        self, interval: float, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Resend the last view when no round has sent one for an interval (a round that
+        waits on slow commands must not make this node look dead to its peer)."""
+        task_status.started()
+        while True:
+            await trio.sleep(interval)
+            if self.last_sent is None:
+                continue
+            doc, at = self.last_sent
+            if trio.current_time() - at >= interval:
+                self.channel.send(doc, self.heard)
+                self.last_sent = (doc, trio.current_time())
 
     def status(self) -> PairStatus:
         now = trio.current_time()

@@ -186,7 +186,7 @@ class Harness:
             self.nodes[name] = node
         self.relays: dict[str, Relay] = {}
 
-    def pair_up(self, *, timeout: float = 1.0, keys: Mapping[str, bytes] | None = None) -> None:
+    def pair_up(self, *, timeout: float = 1.5, keys: Mapping[str, bytes] | None = None) -> None:
         """Give each daemon a [peer] table and a key file (0600): they decide together. Each
         direction goes through a `Relay` (self.relays["A"]: what A sends), so a test can
         block the channel."""
