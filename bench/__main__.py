@@ -156,12 +156,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             shutil.rmtree(work, ignore_errors=True)
     old = args.out / "results.json"
     if args.merge and args.only and old.exists():
+        # The earlier run stays as it was (its machine, settings and figures); only the parts
+        # measured now replace its own.
         kept = load(old)
-        for part, attrs in MERGED.items():
-            if part not in parts:
-                for attr in attrs:
-                    setattr(results, attr, getattr(kept, attr))
-        results.notes.append(f"figures other than {', '.join(sorted(parts))} from an earlier run")
+        for part in parts:
+            for attr in MERGED[part]:
+                setattr(kept, attr, getattr(results, attr))
+        when = results.machine.get("date", "")
+        kept.notes.append(f"{', '.join(sorted(parts))}: measured again on {when} (--merge)")
+        results = kept
     say(stdout_report(results))
     md, raw = write(results, args.out)
     say(f"\nwrote {md} and {raw}")
