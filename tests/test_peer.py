@@ -8,6 +8,8 @@ import hmac
 import json
 import os
 import socket
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -287,3 +289,21 @@ def test_a_port_in_use_is_reported_at_bind_with_the_key() -> None:
     with pytest.raises(OSError, match=f"peer.listen 127.0.0.1:{port}: Address already in use"):
         channel.bind()
     taken.close()
+
+
+def test_the_daemon_refuses_to_start_with_a_bad_key_file(tmp_path: Path) -> None:
+    key = write_key(tmp_path / "carpd-py.key", mode=0o644)
+    conf = tmp_path / "carpd-py.conf"
+    conf.write_text(config_text(key).replace("/tmp/x.json", str(tmp_path / "state.json")))
+    script = Path(sys.executable).parent / "carpd-py"
+    done = subprocess.run(
+        [str(script), "-d", "-f", str(conf)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert done.returncode == 1
+    assert "error   cannot run error=" in done.stderr
+    assert "mode 0644, want 0600" in done.stderr
+    assert "Traceback" not in done.stderr
