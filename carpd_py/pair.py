@@ -7,8 +7,9 @@ What it decides, per reason this node has (a check that is down):
 * no fresh peer (none configured, dead, unreachable, bad key): ACT, exactly as alone;
 * the peer does not run that check: ACT (it cannot say it is as sick);
 * SYNC, attributable to one side (`local`: what that node read shows its own syncdev without
-  carrier or its pfsync down): mine and not the peer's -> ACT; the peer's and not mine -> the
-  failure is THEIRS (my `sync.peer` probe fails because of it): withheld;
+  carrier or its pfsync down), while the peer's check is failing now: mine and not the
+  peer's -> ACT; the peer's and not mine -> the failure is THEIRS (my `sync.peer` probe fails
+  because of it): withheld;
 * the peer's same check is down too: SHARED, withheld: a failover would not help;
 * the peer's same check is failing but not down yet: WAIT for its verdict;
 * the peer's view was made before it could have seen my fault (`acked` says it was made
@@ -123,8 +124,10 @@ def judge(name: str, me: CheckState, them: CheckState | None, acked: bool) -> Ve
     """One reason of mine (my check `name` is down) against the peer's same check."""
     if them is None:
         return Verdict.ACT
-    failing = them.up is False or them.bad > 0
-    if name == SYNC and failing and me.local != them.local:
+    # Attribution needs the peer's check failing now (bad rounds): a peer check that is down
+    # but recovering (its link reads up again, waiting for its rise rounds) says nothing
+    # about whose fault it was, and my own read may be up to an interval older than its.
+    if name == SYNC and them.bad > 0 and me.local != them.local:
         return Verdict.ACT if me.local else Verdict.THEIRS
     if them.up is False:
         return Verdict.SHARED

@@ -60,6 +60,9 @@ TABLE = [
     ("sync", DOWN, UP, True, False, Verdict.WAIT),  # it has not heard of my fault yet
     ("sync", HARD, UP, True, False, Verdict.WAIT),
     ("sync", DOWN, DOWN, True, False, Verdict.SHARED),  # it says so already
+    # the direct cable back: the peer's link reads up first, its check waits for rise; mine
+    # read the link down an instant earlier: still the shared fault, not mine
+    ("sync", HARD, CheckState(up=False, bad=0, fall=3), True, True, Verdict.SHARED),
     (ISP, DOWN, DOWN, True, True, Verdict.SHARED),
     (ISP, DOWN, UP, True, True, Verdict.ACT),
     (ISP, DOWN, FAILING, True, True, Verdict.WAIT),
