@@ -15,6 +15,8 @@ What it decides, per reason this node has (a check that is down):
 * the peer's view was made before it could have seen my fault (`acked` says it was made
   after hearing my first failing round): WAIT for it (a fault both see at once, like the
   direct SYNC cable, reaches the two reads up to an interval apart);
+* the peer's check is good, but only since fewer than `rise + SLACK` rounds: WAIT (a fault
+  both had may be ending, and my read may lag its); bounded by the peer's good rounds;
 * otherwise (the peer is fine there): ACT.
 
 Every WAIT is bounded by my own bad-round count, the clock of this rule: once my check has
@@ -56,6 +58,8 @@ class CheckState:
     bad: int = 0  # bad rounds in a row
     fall: int = 3
     local: bool = False  # the failure is this node's own (its SYNC link read down)
+    good: int = 0  # good rounds in a row
+    rise: int = 3
 
 
 @dataclass(frozen=True)
@@ -134,6 +138,11 @@ def judge(name: str, me: CheckState, them: CheckState | None, acked: bool) -> Ve
     within = me.bad < me.fall + them.fall + SLACK
     if them.bad > 0 or not acked:
         return Verdict.WAIT if within else Verdict.ACT
+    if them.good < them.rise + SLACK:
+        # The peer's check is good since a moment only: the fault we shared may be ending,
+        # and my last read can be older than its (the lab's cable plugged back in). Wait
+        # until it has been good for SLACK rounds past its rise: that bounds the wait.
+        return Verdict.WAIT
     return Verdict.ACT
 
 

@@ -176,6 +176,8 @@ def parse_view(doc: Any, session: str = "") -> NodeView:
             bad=_int(c.get("bad")),
             fall=_int(c.get("fall"), 1, 100),
             local=_bool(c.get("local")),
+            good=_int(c.get("good")),
+            rise=_int(c.get("rise"), 1, 100),
         )
     carp = doc.get("carp")
     if not isinstance(carp, list) or len(carp) > 1024:

@@ -198,7 +198,8 @@ def test_a_pulled_direct_sync_cable_moves_nothing(pair: Harness, lab: Lab) -> No
     wait_until(lambda: untouched(pair), WAIT, "all on A, untouched")
     stays(lambda: untouched(pair), 1.0)
     for name in pair.nodes:
-        assert "demoting" not in pair.nodes[name].log()
+        log = pair.nodes[name].log()
+        assert "demoting" not in log, f"{name}:\n{log}\n---\n" + pair.nodes["AB"[name == "A"]].log()
 
 
 @pytest.mark.parametrize("lab", ["switch"], indirect=True)

@@ -30,7 +30,7 @@ from carpd_py.pair import (
 )
 from carpd_py.sim.election import Contender, elect
 
-UP = CheckState(up=True)
+UP = CheckState(up=True, good=50)  # good for a while
 DOWN = CheckState(up=False, bad=3, fall=3)  # just went down (fall 3)
 HARD = CheckState(up=False, bad=3, fall=3, local=True)  # its own SYNC link read down
 FAILING = CheckState(up=True, bad=1, fall=3)  # bad, not down yet
@@ -63,6 +63,9 @@ TABLE = [
     # the direct cable back: the peer's link reads up first, its check waits for rise; mine
     # read the link down an instant earlier: still the shared fault, not mine
     ("sync", HARD, CheckState(up=False, bad=0, fall=3), True, True, Verdict.SHARED),
+    # ... and once its check is up again, a few rounds more: my read may lag its
+    ("sync", HARD, CheckState(up=True, good=3, rise=3), True, True, Verdict.WAIT),
+    ("sync", HARD, CheckState(up=True, good=3 + SLACK, rise=3), True, True, Verdict.ACT),
     (ISP, DOWN, DOWN, True, True, Verdict.SHARED),
     (ISP, DOWN, UP, True, True, Verdict.ACT),
     (ISP, DOWN, FAILING, True, True, Verdict.WAIT),
@@ -174,7 +177,7 @@ def check_states(draw: st.DrawFn, name: str) -> CheckState:
     kind = draw(st.sampled_from(["up", "failing", "down", "none"]))
     local = name == "sync" and kind == "down" and draw(st.booleans())
     if kind == "up":
-        return CheckState(up=True, bad=0, fall=f)
+        return CheckState(up=True, bad=0, fall=f, good=draw(st.integers(0, 12)), rise=3)
     if kind == "failing":
         return CheckState(
             up=draw(st.sampled_from([True, None])),
@@ -223,7 +226,9 @@ def test_a_reason_only_this_node_has_is_acted_on_once_the_peer_has_heard(
     decision = decide_pair(a, Peer(b, fresh=True, acked=acked))
     for reason, verdict in decision.verdicts.items():
         theirs = b.checks.get(reason)
-        healthy = theirs is None or (theirs.bad == 0 and theirs.up is not False)
+        healthy = theirs is None or (
+            theirs.bad == 0 and theirs.up is not False and theirs.good >= theirs.rise + SLACK
+        )
         if healthy and reason in acked:
             assert verdict is Verdict.ACT
         if healthy and a.checks[reason].bad >= a.checks[reason].fall + (theirs or UP).fall + SLACK:
