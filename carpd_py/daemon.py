@@ -1,19 +1,22 @@
 """carpd-py [-dnv] [-f FILE]: the daemon, in ifstated(8)'s conventions.
 
--d stays in the foreground and logs to stderr; without it, logs go to syslog. carpd-py does
-not fork itself (rc.d runs it with rc_bg=YES). SIGHUP reloads the config (a config that fails
-the check is logged and the old one keeps running); SIGTERM and SIGINT stop it, after an
-action under way has finished.
+-d stays in the foreground and logs to stderr. Without it, carpd-py detaches once it is
+ready (see detach.py): main() parses the arguments and the config, forks before trio starts,
+and the parent waits for the child, which runs the whole start-up in trio, says `ready()`
+and logs to syslog from then on. SIGHUP reloads the config (a config that fails the check is
+logged and the old one keeps running); SIGTERM and SIGINT stop it, after an action under way
+has finished.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import signal
 import sys
 import threading
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import replace
 from functools import partial
 from typing import Any
@@ -24,18 +27,30 @@ import trio
 from . import __version__
 from .config import DEFAULT_PATH, Config, ConfigError, load_config
 from .control import ControlSocketError, RequestError, SupervisorControl, serve_control
+from .detach import Detached, Foreground, Startup, detach
 from .excgroup import leaves
 from .hooks import HookRunner
-from .host import OpenBSDHost
+from .host import HostError, OpenBSDHost
 from .logsetup import Log, setup
 from .metrics import MetricsServer, parse_listen, start_metrics_server, stop_metrics_server
 from .pairing import Pairing
 from .peer import Channel, KeyFileError, load_key
 from .prober import Probes
-from .supervisor import Supervisor
+from .supervisor import GRACE, Supervisor
 
 # Keys a reload cannot change in a running process: they need a restart.
 RESTART_ONLY = ("state_file", "metrics", "log", "control", "peer")
+START_SLACK = 10.0  # seconds the start-up may take beyond the first host read's deadline
+
+
+class StartError(Exception):
+    """carpd-py cannot start; the message says why, for the operator."""
+
+
+def start_timeout(config: Config) -> float:
+    """How long the parent waits for a detaching child to be ready: the first host read's
+    deadline and some slack for the rest (well within rc.subr's daemon_timeout of 30s)."""
+    return 2 * config.platform.command_timeout + GRACE + START_SLACK
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -126,17 +141,18 @@ class Daemon:
 
     # --- running -----------------------------------------------------------------------
 
-    async def serve(self) -> None:
+    async def serve(self, ready: Callable[[], None] = lambda: None) -> None:
+        """Start everything that can fail at start, call `ready()`, run until a signal."""
         # The signals are ours from the first moment: a SIGTERM during start-up is handled.
         with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
             self.supervisor.load()
             try:
-                await self._run_all(signals)
+                await self._run_all(signals, ready)
             finally:
                 self._stop_services()
             await self.supervisor.shutdown()
 
-    async def _run_all(self, signals: AsyncIterator[int]) -> None:
+    async def _run_all(self, signals: AsyncIterator[int], ready: Callable[[], None]) -> None:
         send, recv = trio.open_memory_channel[None](8)
         self._reloads = send
         async with trio.open_nursery() as nursery:
@@ -147,8 +163,10 @@ class Daemon:
                 await nursery.start(self.pairing.channel.run)
                 await nursery.start(self.pairing.heartbeat, self.config.interval)
             await self._start_services(nursery)
+            await self._first_read()
             nursery.start_soon(self._reloader, recv)
             await nursery.start(self.supervisor.run)
+            ready()  # the last step of the start-up: what can fail at start comes before
             async for signum in signals:
                 if signum == signal.SIGHUP:
                     with contextlib.suppress(trio.WouldBlock):  # reloads already queued
@@ -169,13 +187,29 @@ class Daemon:
         await nursery.start(
             partial(serve_control, self.config.control.socket, control, log=self.log)
         )
-        if self.config.metrics.listen:
-            self._metrics = start_metrics_server(
-                self.config.metrics.listen, lambda: self.supervisor.status
-            )
-            host, _ = parse_listen(self.config.metrics.listen)
+        listen = self.config.metrics.listen
+        if listen:
+            try:
+                self._metrics = start_metrics_server(listen, lambda: self.supervisor.status)
+            except OSError as exc:
+                raise StartError(
+                    f"cannot listen for metrics on {listen}: {exc.strerror or exc}"
+                ) from None
+            host, _ = parse_listen(listen)
             where = f"[{host}]" if ":" in host else host
             self.log.info("metrics", url=f"http://{where}:{self._metrics[0].port}/metrics")
+
+    async def _first_read(self) -> None:
+        """Read the host once before going on: an ifconfig that cannot run or be read
+        fails the start, with the reason, instead of an error in the log later."""
+        limit = 2 * self.config.platform.command_timeout + GRACE
+        try:
+            with trio.fail_after(limit):
+                await self.host.read()
+        except trio.TooSlowError:
+            raise StartError(f"cannot read the host: no answer within {limit:g}s") from None
+        except HostError as exc:
+            raise StartError(f"cannot read the host: {exc}") from None
 
     def _stop_services(self) -> None:
         if self._metrics is not None:
@@ -184,6 +218,8 @@ class Daemon:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Parse the arguments and the config; then, without -d, fork and let the parent wait
+    for the child's start-up (detach.py); the child (or -d) runs the daemon in trio."""
     args = build_parser().parse_args(argv)
     try:
         config = load_config(args.file)
@@ -200,36 +236,57 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.n:
         print("configuration OK")
         return 0
-    level = "debug" if args.v else config.log.level
+    if args.d:
+        return run(config, Foreground(), foreground=True, debug=bool(args.v))
+    # The child leaves the working directory: a relative -f must still find the file on reload.
+    config = replace(config, path=os.path.abspath(config.path))
+    startup = detach(start_timeout(config))
+    if not isinstance(startup, Detached):
+        return startup  # the parent: the child is ready (0), or failed and said why (1)
+    return run(config, startup, foreground=False, debug=bool(args.v))
+
+
+def run(config: Config, startup: Startup, *, foreground: bool, debug: bool) -> int:
+    """The daemon in this process: logging, then the start-up and the loop in trio."""
+    level = "debug" if debug else config.log.level
     trouble = setup(
-        level, foreground=args.d, syslog_socket=config.log.socket, facility=config.log.facility
+        level, foreground=foreground, syslog_socket=config.log.socket, facility=config.log.facility
     )
     log = Log()
     if trouble:
         log.error(trouble)
     try:
         daemon = Daemon(config, log)
-    except KeyFileError as exc:
-        log.error("cannot run", error=str(exc))
-        return 1
-    except OSError as exc:
-        log.error("cannot run", error=str(exc))
+    except (KeyFileError, OSError) as exc:  # the key file, or binding the peer's sockets
+        log.error("cannot start", error=str(exc))
+        startup.failed(str(exc))
         return 1
     try:
-        trio.run(daemon.serve)
+        trio.run(daemon.serve, startup.ready)
     except KeyboardInterrupt:  # ^C before the signal handler was in place
         return 130
     except Exception as exc:  # never a traceback; one line says what broke
-        errors = leaves(exc)
-        if all(isinstance(e, ControlSocketError) for e in errors):
-            log.error("cannot open the control socket", error="; ".join(map(str, errors)))
-            return 1
-        if all(isinstance(e, OSError) for e in errors):
-            log.error("cannot run", error="; ".join(str(e) for e in errors))
-            return 1
-        log.error("internal error, stopping", error="; ".join(repr(e) for e in errors))
-        return 70  # EX_SOFTWARE
+        event, error, status = _failure(leaves(exc))
+        log.error(event, error=error)
+        startup.failed(_reason(event, error))
+        return status
     return 0
+
+
+def _failure(errors: list[BaseException]) -> tuple[str, str, int]:
+    """(event, error, exit status) for what stopped the daemon."""
+    if all(isinstance(e, StartError) for e in errors):
+        return "cannot start", "; ".join(map(str, errors)), 1
+    if all(isinstance(e, ControlSocketError) for e in errors):
+        return "cannot open the control socket", "; ".join(map(str, errors)), 1
+    if all(isinstance(e, (OSError, StartError, ControlSocketError)) for e in errors):
+        return "cannot run", "; ".join(str(e) for e in errors), 1
+    return "internal error, stopping", "; ".join(repr(e) for e in errors), 70  # EX_SOFTWARE
+
+
+def _reason(event: str, error: str) -> str:
+    """The line the waiting parent prints: a StartError's message says it all already."""
+    return error if event == "cannot start" else f"{event}: {error}"
 
 
 if __name__ == "__main__":

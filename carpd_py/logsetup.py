@@ -86,6 +86,10 @@ class _SyslogHandler(logging.handlers.SysLogHandler):
             levelName, super().mapPriority(levelName)
         )
 
+    def handleError(self, record: logging.LogRecord) -> None:
+        """syslogd is away (it reconnects on the next line): drop the line as syslog(3)
+        does, never print a traceback on stderr (a detached daemon's stderr is /dev/null)."""
+
 
 class Log:
     """The daemon's logger: structlog underneath, with notice() added."""

@@ -304,6 +304,6 @@ def test_the_daemon_refuses_to_start_with_a_bad_key_file(tmp_path: Path) -> None
         check=False,
     )
     assert done.returncode == 1
-    assert "error   cannot run error=" in done.stderr
+    assert "error   cannot start error=" in done.stderr
     assert "mode 0644, want 0600" in done.stderr
     assert "Traceback" not in done.stderr

@@ -2,10 +2,12 @@
 
 Linux has no rc.subr, so the real script runs under an OpenBSD-compatible ksh against a
 stand-in rc.subr written below: it starts the daemon the way OpenBSD's rc.subr r1.160 does
-(su(1) running `/bin/sh -c "${daemon} ${daemon_flags}"`, rc_bg's SIGALRM once rc_check finds
-it) and finds it with the same `pgrep`/`pkill -xf "${pexp}"`. The daemon is an installed-like
-console script with the "#!" line pip writes (the venv's python); it sleeps, except that `-n`
-runs the real configuration check.
+(su(1) running `/bin/sh -c "${daemon} ${daemon_flags}"`; without rc_bg the start is over when
+that command returns, and a start that takes daemon_timeout is a timeout) and finds it with
+the same `pgrep`/`pkill -xf "${pexp}"`. The daemon is an installed-like console script with
+the "#!" line (or the /bin/sh wrapper) pip writes; it detaches at once and sleeps, except that
+`-n` runs the real configuration check. The last tests run the real carpd-py on the simulated
+host under the same script.
 
 Tools: loksh (OpenBSD's ksh) or mksh, and pgrep/pkill (Debian package procps). Missing ones
 skip these tests, except under CI=true, where a missing tool fails them.
@@ -16,6 +18,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import time
@@ -25,6 +28,8 @@ from pathlib import Path
 
 import psutil
 import pytest
+
+from carpd_py.sim.harness import Harness
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "rc.d" / "carpd_py"
@@ -214,9 +219,11 @@ shift
 exec "$shell" "$@"
 """
 
-# The console script pip would install, with the same "#!" form; SHEBANG is filled in.
+# The console script pip would install, with the same "#!" form; SHEBANG is filled in. Like
+# carpd-py without -d it detaches (fork, setsid, stdio to /dev/null) and the parent exits 0.
 DAEMON = """SHEBANG
 import json
+import os
 import signal
 import sys
 import time
@@ -234,6 +241,12 @@ if "-n" in sys.argv[1:]:
     from carpd_py.daemon import main
 
     sys.exit(main())
+if os.fork():
+    sys.exit(0)
+os.setsid()
+null = os.open(os.devnull, os.O_RDWR)
+for fd in (0, 1, 2):
+    os.dup2(null, fd)
 signal.signal(signal.SIGHUP, lambda signum, frame: note("signal", signum))
 deadline = time.monotonic() + 120  # never outlives a broken test for long
 while time.monotonic() < deadline:
@@ -314,7 +327,15 @@ def kill_leftovers(tmp: Path) -> None:
                 pass
 
 
-def make_rig(tmp: Path, shebang: str) -> Rig:
+def make_rig(
+    tmp: Path,
+    shebang: str,
+    *,
+    body: str = DAEMON,
+    config: str = CONFIG,
+    source: Path = SCRIPT,
+    timeout: int = DAEMON_TIMEOUT,
+) -> Rig:
     ksh = need(("loksh", "mksh"), "mksh")
     need(("pgrep",), "procps")
     need(("pkill",), "procps")
@@ -326,19 +347,19 @@ def make_rig(tmp: Path, shebang: str) -> Rig:
     su.chmod(0o755)
     log = tmp / "daemon.log"
     daemon = bindir / "carpd-py"
-    daemon.write_text(DAEMON.replace("SHEBANG", shebang).replace("LOGFILE", repr(str(log))))
+    daemon.write_text(body.replace("SHEBANG", shebang).replace("LOGFILE", repr(str(log))))
     daemon.chmod(0o755)
-    config = tmp / "carpd-py.conf"
-    config.write_text(CONFIG.format(tmp=tmp))
+    config_path = tmp / "carpd-py.conf"
+    config_path.write_text(config.format(tmp=tmp))
     rcconf = tmp / "rc.conf.local"
-    rcconf.write_text(f"carpd_py_flags=-f {config}\ncarpd_py_timeout={DAEMON_TIMEOUT}\n")
+    rcconf.write_text(f"carpd_py_flags=-f {config_path}\ncarpd_py_timeout={timeout}\n")
     rundir = tmp / "run"
     subr = tmp / "rc.subr"
     subr.write_text(RC_SUBR.replace("@RCCONF@", str(rcconf)).replace("@RUNDIR@", str(rundir)))
 
-    text = SCRIPT.read_text()
-    assert text.count(DAEMON_LINE) == 1, f"{SCRIPT}: expected one line {DAEMON_LINE!r}"
-    assert text.count(SOURCE_LINE) == 1, f"{SCRIPT}: expected one line {SOURCE_LINE!r}"
+    text = source.read_text()
+    assert text.count(DAEMON_LINE) == 1, f"{source}: expected one line {DAEMON_LINE!r}"
+    assert text.count(SOURCE_LINE) == 1, f"{source}: expected one line {SOURCE_LINE!r}"
     (tmp / "rc.d").mkdir()
     script = tmp / "rc.d" / "carpd_py"
     script.write_text(
@@ -349,7 +370,7 @@ def make_rig(tmp: Path, shebang: str) -> Rig:
     # The venv's bin first: "#!/usr/bin/env python3" must find a python with carpd_py.
     path = os.pathsep.join([str(bindir), os.path.dirname(sys.executable), os.environ["PATH"]])
     env = {"PATH": path, "HOME": str(tmp), "LC_ALL": "C"}
-    return Rig(tmp, ksh, script, daemon, config, log, rundir / "carpd_py", env)
+    return Rig(tmp, ksh, script, daemon, config_path, log, rundir / "carpd_py", env)
 
 
 @pytest.fixture
@@ -370,18 +391,13 @@ SHEBANGS = {
 }
 
 
-@pytest.mark.parametrize("form", list(SHEBANGS))
-def test_pexp_finds_the_daemon_rc_subr_started(form: str, cleanup: Path) -> None:
-    shebang, interpreter = SHEBANGS[form]
-    rig = make_rig(cleanup, shebang)
-    argv = [*interpreter, str(rig.daemon), "-f", str(rig.config)]
-
+def lifecycle(rig: Rig, argv: list[str]) -> None:
+    """start, check, reload, stop, check: each finds exactly the daemon started, by `argv`."""
     started = time.monotonic()
     start = rig.rc("start")
     took = time.monotonic() - started
     assert (start.returncode, start.stdout, start.stderr) == (0, "carpd_py(ok)\n", "")
-    # rc_bg=YES and a pexp that matches: the start ends as soon as rc_check finds the
-    # daemon, not when daemon_timeout runs out (as it does when pexp misses it).
+    # The daemon detaches: the start ends when it has, not when daemon_timeout runs out.
     assert took < DAEMON_TIMEOUT - 3, f"start took {took:.1f}s"
 
     running = daemons(rig.daemon)
@@ -394,7 +410,7 @@ def test_pexp_finds_the_daemon_rc_subr_started(form: str, cleanup: Path) -> None
     assert pgrep.stdout.split() == [str(running[0].pid)]
 
     check = rig.rc("check")
-    assert (check.returncode, check.stdout) == (0, "carpd_py(ok)\n")
+    assert (check.returncode, check.stdout, check.stderr) == (0, "carpd_py(ok)\n", "")
 
     reload = rig.rc("reload")
     assert (reload.returncode, reload.stdout) == (0, "carpd_py(ok)\n")
@@ -410,6 +426,57 @@ def test_pexp_finds_the_daemon_rc_subr_started(form: str, cleanup: Path) -> None
 
     check = rig.rc("check")
     assert (check.returncode, check.stdout) == (1, "carpd_py(failed)\n")
+
+
+@pytest.mark.parametrize("form", list(SHEBANGS))
+def test_pexp_finds_the_daemon_rc_subr_started(form: str, cleanup: Path) -> None:
+    shebang, interpreter = SHEBANGS[form]
+    rig = make_rig(cleanup, shebang)
+    lifecycle(rig, [*interpreter, str(rig.daemon), "-f", str(rig.config)])
+
+
+def pip_wrapper(interpreter: str) -> str:
+    """What pip (distlib's ScriptMaker._build_shebang) writes when `interpreter` has a space
+    or makes a "#!" line longer than 127 bytes: a /bin/sh script that execs it, and that
+    Python reads as a string."""
+    quoted = f'"{interpreter}"' if " " in interpreter else interpreter
+    return f"#!/bin/sh\n'''exec' {quoted} \"$0\" \"$@\"\n' '''"
+
+
+@pytest.mark.parametrize("kind", ["space", "long"])
+def test_pexp_reads_the_interpreter_from_pips_shell_wrapper(kind: str, cleanup: Path) -> None:
+    # The venv seen through a directory whose name pip cannot put on a "#!" line.
+    name = "python env" if kind == "space" else "v" * 120
+    venv = cleanup / name
+    venv.symlink_to(Path(PY).parent.parent, target_is_directory=True)
+    interpreter = str(venv / "bin" / Path(PY).name)
+    assert (" " in interpreter) == (kind == "space")
+    assert len(interpreter) + 3 > 127 or " " in interpreter
+    rig = make_rig(cleanup, pip_wrapper(interpreter))
+    lifecycle(rig, [interpreter, str(rig.daemon), "-f", str(rig.config)])
+
+
+def test_a_missing_daemon_file_says_nothing_on_check_or_stop(cleanup: Path) -> None:
+    rig = make_rig(cleanup, f"#!{PY}")
+    rig.daemon.unlink()
+    # rcctl ls runs check for every script: no "open: No such file or directory" there
+    check = rig.rc("check")
+    assert (check.returncode, check.stdout, check.stderr) == (1, "carpd_py(failed)\n", "")
+    stop = rig.rc("stop")
+    assert (stop.returncode, stop.stdout, stop.stderr) == (0, "", "")
+    start = rig.rc("start")
+    assert (start.returncode, start.stdout) == (1, "carpd_py(failed)\n")
+
+
+def test_a_shell_script_daemon_that_is_not_pips_wrapper_is_reported(cleanup: Path) -> None:
+    wrapper = '#!/bin/sh\nexec /usr/local/bin/python3 /usr/local/lib/carpd-py/run "$@"\n'
+    rig = make_rig(cleanup, wrapper, body="SHEBANG")
+    check = rig.rc("check")
+    assert (check.returncode, check.stdout) == (1, "carpd_py(failed)\n")
+    assert check.stderr == (
+        f"carpd_py: cannot tell which interpreter runs {rig.daemon} (a sh script without"
+        " pip's exec line): check, stop and reload will not find the daemon\n"
+    )
 
 
 def test_configtest_runs_the_daemon_with_dash_n(cleanup: Path) -> None:
@@ -442,7 +509,56 @@ def test_script_shape() -> None:
     source = lines.index(SOURCE_LINE.rstrip("\n"))
     assert lines.index(DAEMON_LINE.rstrip("\n")) < source
     assert lines.index('daemon_flags="-f /etc/carpd-py.conf"') < source
-    assert lines.index("rc_bg=YES") > source
+    # carpd-py detaches once ready: rc_start's status is the start's outcome, no rc_bg
+    assert not any(line.startswith("rc_bg") for line in lines)
     assert next(i for i, line in enumerate(lines) if line.startswith("[ -n")) > source
     # SIGHUP (the default) reloads; carpd-py runs as root (the default daemon_user)
     assert not any(line.startswith(("rc_reload=", "daemon_user=")) for line in lines)
+
+
+# The real carpd-py, as pip installs its console script, on the simulated host.
+REAL_DAEMON = """SHEBANG
+import sys
+
+from carpd_py.daemon import main
+
+sys.exit(main())
+"""
+
+
+def real_rig(tmp: Path, **over: object) -> tuple[Rig, Harness]:
+    h = Harness(tmp / "pair")
+    # Generous deadlines: the first host read runs a simulated ifconfig on a busy machine.
+    h.configure(
+        "A", log={"socket": str(tmp / "no-syslog.sock")}, platform={"command_timeout": 10.0}, **over
+    )
+    text = h.nodes["A"].config_path.read_text().replace("{", "{{").replace("}", "}}")
+    return make_rig(tmp, f"#!{PY}", body=REAL_DAEMON, config=text, timeout=60), h
+
+
+def test_the_real_daemon_is_ready_when_start_returns_and_stop_finds_it(cleanup: Path) -> None:
+    rig, h = real_rig(cleanup)
+    start = rig.rc("start")
+    assert (start.returncode, start.stdout, start.stderr) == (0, "carpd_py(ok)\n", "")
+    # carpd-py detached once ready: its control socket answers the moment start is over
+    status = h.carpctl("A", "status")
+    assert status.returncode == 0, status.stderr
+    [daemon] = daemons(rig.daemon)
+    assert daemon.cmdline() == [PY, str(rig.daemon), "-f", str(rig.config)]
+    check = rig.rc("check")
+    assert (check.returncode, check.stdout) == (0, "carpd_py(ok)\n")
+    stop = rig.rc("stop")
+    assert (stop.returncode, stop.stdout, stop.stderr) == (0, "carpd_py(ok)\n", "")
+    assert daemons(rig.daemon) == []
+    assert h.carpctl("A", "status").returncode == 1
+
+
+def test_the_real_daemon_that_cannot_start_fails_rc_start(cleanup: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        rig, _ = real_rig(cleanup, metrics={"listen": f"127.0.0.1:{taken.getsockname()[1]}"})
+        start = rig.rc("start")
+    assert (start.returncode, start.stdout) == (1, "carpd_py(failed)\n")
+    assert daemons(rig.daemon) == []
+    assert rig.rc("check").returncode == 1

@@ -13,6 +13,7 @@ import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
+import psutil
 import pytest
 
 from carpd_py.sim.harness import Harness, console_script, wait_until
@@ -65,30 +66,35 @@ def test_events_reach_syslog_with_their_priorities(
     sock, out = rsyslog
     h = Harness(tmp_path / "pair")
     h.configure("A", log={"socket": str(sock), "facility": "daemon", "level": "info"})
-    # Started without -d: carpd-py logs to syslog, not to stderr.
-    proc = subprocess.Popen(
-        [console_script("carpd-py"), "-f", str(h.nodes["A"].config_path)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
+    # Started without -d: carpd-py detaches once ready and logs to syslog, not to stderr.
+    config = h.nodes["A"].config_path
+    started = subprocess.run(
+        [console_script("carpd-py"), "-f", str(config)],
+        capture_output=True,
+        stdin=subprocess.DEVNULL,
+        timeout=WAIT,
+        check=False,
     )
+    assert (started.returncode, started.stdout, started.stderr) == (0, b"", b"")
+    [daemon] = [
+        p for p in psutil.process_iter(["cmdline"]) if str(config) in (p.info["cmdline"] or [])
+    ]
+
+    def text() -> str:
+        return out.read_text() if out.exists() else ""
+
     try:
-
-        def text() -> str:
-            return out.read_text() if out.exists() else ""
-
         wait_until(lambda: "check up" in text(), WAIT, "the daemon logs")
         h.world.set_link("A", "em2", up=False)
         wait_until(lambda: "set carp1 vhid 20 advskew 240" in text(), WAIT, "demotion logged")
         h.world.set_link("A", "em2", up=True)
         wait_until(lambda: "set carp1 vhid 20 advskew 0" in text(), WAIT, "restore logged")
     finally:
-        proc.terminate()
-        stdout, stderr = proc.communicate(timeout=10)
-    assert proc.returncode == 0
-    assert stdout == b""
-    assert stderr == b""  # nothing on stderr when syslog works
+        daemon.terminate()
+        daemon.wait(10)
+    wait_until(lambda: "stopped demoted=no" in text(), WAIT, "the stop logged")
     lines = out.read_text().splitlines()
-    ident = f"carpd_py[{proc.pid}]:"
+    ident = f"carpd_py[{daemon.pid}]:"
     ours = [line for line in lines if ident in line]
     assert ours, lines
 
