@@ -7,9 +7,12 @@ Pure: `parse_config` takes text and returns a Config or raises ConfigError; only
 
 from __future__ import annotations
 
+import errno
 import ipaddress
 import json
+import os
 import re
+import stat
 import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
@@ -24,6 +27,16 @@ DemoteMethod = Literal["advskew", "carpdemote"]
 ProbeMethod = Literal["icmp", "tcp", "exec"]
 
 DEFAULT_PATH = "/etc/carpd-py.conf"
+
+# Limits that keep reading a config cheap whatever the file holds (carpd-py.conf(5), LIMITS).
+MAX_FILE_SIZE = 128 * 1024  # bytes
+MAX_INTERFACES = 1024  # demote.interfaces
+MAX_GROUPS = 64  # [[upstream]] tables
+MAX_TARGETS = 256  # upstream.targets of one group
+MAX_PATHS = 8  # peer.listen, peer.addresses: one per path between the nodes
+MAX_TARGETS_TOTAL = 1024  # upstream.targets of all groups together
+MAX_ARGV = 256  # words of upstream.command and of each hook
+MAX_PROBLEMS = 50  # problems listed; then "and N more problems"
 
 
 @dataclass(frozen=True)
@@ -125,6 +138,12 @@ class ConfigError(Exception):
     def __init__(self, problems: list[str]) -> None:
         super().__init__("\n".join(problems))
         self.problems = problems
+
+
+def _capped(file: str, problems: list[str], more: int = 0) -> list[str]:
+    """The first MAX_PROBLEMS problems, then one line that counts the rest."""
+    more += max(len(problems) - MAX_PROBLEMS, 0)
+    return problems[:MAX_PROBLEMS] + ([f"{file}: and {more} more problems"] if more else [])
 
 
 # --- loader and validator below (parse_config, load_config) ---
@@ -231,11 +250,23 @@ def _ip(v: Any) -> str:
         raise _Bad(f"{_show(v)} is not an IPv4 or IPv6 address") from None
 
 
-def _array(item: Check, *, unique: bool = False) -> Check:
+def _too_many(v: list[Any], most: int) -> _Bad | None:
+    if len(v) <= most:
+        return None
+    return _Bad(f"must have at most {most} entries, not {len(v)}")
+
+
+def _array(item: Check, *, most: int, unique: bool = False) -> Check:
+    """An array of at most `most` items, each checked (and, with `unique`, no value twice:
+    a set of the values seen, so the check is linear)."""
+
     def check(v: Any) -> tuple[Any, ...]:
         if not isinstance(v, list):
             raise _Bad(f"must be an array, not {_show(v)}")
+        if (too_many := _too_many(v, most)) is not None:
+            raise too_many
         out: list[Any] = []
+        seen: set[Any] = set()
         found: list[tuple[str, str]] = []
         for i, x in enumerate(v):
             try:
@@ -243,8 +274,9 @@ def _array(item: Check, *, unique: bool = False) -> Check:
             except _Bad as bad:
                 found += [(f"[{i}]{sub}", message) for sub, message in bad.found]
                 continue
-            if unique and value in out:
+            if unique and value in seen:
                 found.append((f"[{i}]", f"{_show(value)} is listed twice"))
+            seen.add(value)
             out.append(value)
         if found:
             raise _Bad(found=found)
@@ -259,7 +291,7 @@ _WORD = _string(r"[^\x00]*", "a string")
 
 def _argv(v: Any) -> tuple[str, ...]:
     """An argv: an array of strings, empty or with an absolute path first (no shell, no PATH)."""
-    argv: tuple[str, ...] = _array(_WORD)(v)
+    argv: tuple[str, ...] = _array(_WORD, most=MAX_ARGV)(v)
     if argv and not argv[0].startswith("/"):
         raise _Bad(found=[("[0]", f"must be an absolute path, not {_show(argv[0])}")])
     return argv
@@ -300,6 +332,7 @@ class _Table:
 @dataclass(frozen=True)
 class _Array:
     table: _Table
+    most: int  # tables at most
 
 
 Node = Check | _Table | _Array
@@ -318,7 +351,7 @@ _SCHEMA = _Table(Config, {
         "group": _string(r"[A-Za-z0-9_]*[A-Za-z_]",
                          "a group name (up to 15 letters, digits, _; not ending in a digit)", 15),
         "interfaces": _array(_string(r"carp(?:0|[1-9][0-9]*)", "a carp interface like carp0", 15),
-                             unique=True),
+                             most=MAX_INTERFACES, unique=True),
         "hold_down": _number(0, 86400),
     }),
     "sync": _Table(SyncConfig, {
@@ -332,14 +365,14 @@ _SCHEMA = _Table(Config, {
         "name": _string(r"[A-Za-z0-9_.-]+",
                         'a name of up to 64 letters, digits, "_", "." or "-"', 64),
         "method": _choice("icmp", "tcp", "exec"),
-        "targets": _array(_ip, unique=True),
+        "targets": _array(_ip, most=MAX_TARGETS, unique=True),
         "port": _integer(1, 65535),
         "command": _argv,
         "min_up": _integer(1),
         "timeout": _TIMEOUT,
         "fall": _COUNT,
         "rise": _COUNT,
-    })),
+    }), MAX_GROUPS),
     "metrics": _Table(MetricsConfig, {"listen": _listen}),
     "log": _Table(LogConfig, {
         "facility": _choice(*LOG_FACILITIES),
@@ -354,8 +387,8 @@ _SCHEMA = _Table(Config, {
         "sysctl_interval": _number(0.1, 86400),
     }),
     "peer": _Table(PeerConfig, {
-        "listen": _array(_endpoint, unique=True),
-        "addresses": _array(_endpoint, unique=True),
+        "listen": _array(_endpoint, most=MAX_PATHS, unique=True),
+        "addresses": _array(_endpoint, most=MAX_PATHS, unique=True),
         "key_file": _ABSPATH,
         "timeout": _number(0, 3600, above=True),
     }),
@@ -372,12 +405,18 @@ _METHOD_KEYS = {"targets": ("icmp", "tcp"), "port": ("tcp",), "command": ("exec"
 
 
 class _Problems(list[str]):
+    """The problems found: the first MAX_PROBLEMS kept, the others only counted."""
+
     def __init__(self, file: str) -> None:
         super().__init__()
         self.file = file
+        self.more = 0
 
     def add(self, key: str, message: str) -> None:
-        self.append(f"{self.file}: {key}: {message}")
+        if len(self) < MAX_PROBLEMS:
+            self.append(f"{self.file}: {key}: {message}")
+        else:
+            self.more += 1
 
 
 def _walk(raw: Any, node: Node, path: str, out: _Problems) -> Any:
@@ -385,6 +424,9 @@ def _walk(raw: Any, node: Node, path: str, out: _Problems) -> Any:
     if isinstance(node, _Array):
         if not isinstance(raw, list):
             out.add(path, f"must be an array of tables, not {_show(raw)}")
+            return _INVALID
+        if (too_many := _too_many(raw, node.most)) is not None:
+            out.add(path, str(too_many))
             return _INVALID
         return tuple(_walk(item, node.table, f"{path}[{i}]", out) for i, item in enumerate(raw))
     if isinstance(node, _Table):
@@ -411,6 +453,14 @@ def _check_upstream(values: dict[str, Any], out: _Problems) -> None:
     """Names present and unique; keys that go with the method; min_up within the targets."""
     names: dict[str, int] = {}
     groups = values.get("upstream", ())
+    total = sum(
+        len(up["targets"])
+        for up in (() if groups is _INVALID else groups)
+        if up is not _INVALID and up.get("targets", _INVALID) is not _INVALID
+    )
+    if total > MAX_TARGETS_TOTAL:
+        out.add("upstream", f"at most {MAX_TARGETS_TOTAL} targets in all groups together, "
+                f"not {total}")  # fmt: skip
     for i, up in enumerate(() if groups is _INVALID else groups):
         if up is _INVALID:
             continue
@@ -507,16 +557,43 @@ def parse_config(text: str, path: str) -> Config:
     for check in _CROSS_CHECKS:
         check(values, out)
     if out:
-        raise ConfigError(list(out))
+        raise ConfigError(_capped(path, list(out), out.more))
     config: Config = _build(_SCHEMA, values)
     return replace(config, path=path)
+
+
+_NOT_REGULAR = ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"),
+                (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))  # fmt: skip
+
+
+def _read_regular(path: str) -> bytes:
+    """The bytes of the regular file at `path`, at most MAX_FILE_SIZE. Opened without waiting
+    (O_NONBLOCK: a FIFO never blocks) and checked with fstat before a byte is read."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+    try:
+        st = os.fstat(fd)
+        if stat.S_ISDIR(st.st_mode):
+            raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR))
+        if not stat.S_ISREG(st.st_mode):
+            kind = next((k for is_kind, k in _NOT_REGULAR if is_kind(st.st_mode)), "not a file")
+            raise ConfigError([f"{path}: cannot read: {kind}, not a regular file"])
+        chunks: list[bytes] = []
+        size = 0
+        while size <= MAX_FILE_SIZE and (chunk := os.read(fd, MAX_FILE_SIZE + 1 - size)):
+            chunks.append(chunk)
+            size += len(chunk)
+    finally:
+        os.close(fd)
+    if size > MAX_FILE_SIZE:
+        size = max(size, st.st_size)
+        raise ConfigError([f"{path}: too large: {size} bytes, at most {MAX_FILE_SIZE}"])
+    return b"".join(chunks)
 
 
 def load_config(path: str) -> Config:
     """Read and parse the config file at `path`; ConfigError if it cannot be read or is bad."""
     try:
-        with open(path, "rb") as f:
-            data = f.read()
+        data = _read_regular(path)
     except (OSError, ValueError) as exc:  # ValueError: a NUL in the path
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
         raise ConfigError([f"{path}: cannot read: {reason}"]) from None

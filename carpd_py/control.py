@@ -9,8 +9,11 @@ response line, then close:
     {"cmd": "reload"}                       -> {"ok": true, ...}
     anything else, or a handler's refusal   -> {"ok": false, "error": "..."}
 
-A request is at most MAX_REQUEST bytes and a connection lives at most DEADLINE seconds,
-so a stuck or hostile client never holds anything; connections are served concurrently.
+A request is at most MAX_REQUEST bytes, a connection lives at most DEADLINE seconds and is
+closed when it sends nothing for IDLE seconds, and at most MAX_CLIENTS are open at once (one
+more is answered {"ok": false, "error": "busy: ..."} and closed at once): so a stuck or
+hostile client never holds anything, and idle connections can never take the descriptors
+the poll needs for its own commands and probes. Connections are served concurrently.
 At start an existing socket that answers means another daemon: refuse. One that does not
 answer is stale: remove it. Anything else at the path (a file, a symlink, a directory) is
 never ours to remove: refuse. On exit the socket is removed if it is still the one we made.
@@ -18,12 +21,14 @@ never ours to remove: refuse. On exit the socket is removed if it is still the o
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import os
 import socket
 import stat
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import trio
@@ -34,6 +39,8 @@ from .supervisor import Supervisor
 
 MAX_REQUEST = 64 * 1024  # bytes in one request line, newline excluded
 DEADLINE = 5.0  # seconds one connection may take, from accept to close
+IDLE = 2.0  # seconds a connection may send nothing before it is closed
+MAX_CLIENTS = 16  # connections served at once; one more is told "busy" and closed
 PROBE_TIMEOUT = 1.0  # seconds to see whether an existing socket answers
 BACKLOG = 64  # connections waiting to be accepted; each is served in milliseconds
 # accept() failures that mean "out of resources now", not "broken": wait and go on.
@@ -54,14 +61,16 @@ class ControlHandler(Protocol):
 
     def status(self) -> dict[str, Any]: ...
     def maintenance(self, on: bool) -> dict[str, Any]: ...
-    def reload(self) -> dict[str, Any]: ...
+    async def reload(self) -> dict[str, Any]: ...
 
 
 class SupervisorControl:
     """A ControlHandler over a Supervisor; `reload` is the daemon's (re-read the config and
     call `Supervisor.reconfigure`), raising RequestError when the new config is refused."""
 
-    def __init__(self, supervisor: Supervisor, reload: Callable[[], dict[str, Any]]) -> None:
+    def __init__(
+        self, supervisor: Supervisor, reload: Callable[[], Awaitable[dict[str, Any]]]
+    ) -> None:
         self.supervisor = supervisor
         self._reload = reload
 
@@ -79,8 +88,8 @@ class SupervisorControl:
             ) from None
         return {"maintenance": on, "changed": changed, "demoted": self.supervisor.memory.demoted}
 
-    def reload(self) -> dict[str, Any]:
-        return self._reload()
+    async def reload(self) -> dict[str, Any]:
+        return await self._reload()
 
 
 # --- setting up and taking down the socket ----------------------------------------------
@@ -168,11 +177,20 @@ class _TooLarge(Exception):
     pass
 
 
-async def _receive_line(stream: trio.SocketStream, limit: int) -> bytes:
-    """The first line (without its newline), or what came before EOF; _TooLarge past limit."""
+class _Idle(Exception):
+    pass
+
+
+async def _receive_line(stream: trio.SocketStream, limit: int, idle: float) -> bytes:
+    """The first line (without its newline), or what came before EOF; _TooLarge past limit,
+    _Idle when nothing comes for `idle` seconds."""
     buf = bytearray()
     while True:
-        chunk = await stream.receive_some(limit + 1 - len(buf))
+        chunk: bytes | None = None
+        with trio.move_on_after(idle):
+            chunk = await stream.receive_some(limit + 1 - len(buf))
+        if chunk is None:
+            raise _Idle
         if not chunk:
             return bytes(buf)
         start = len(buf)
@@ -193,7 +211,7 @@ def _show(value: object) -> str:
     return text if len(text) <= 40 else text[:36] + "..."
 
 
-def answer(line: bytes, handler: ControlHandler, log: Log) -> dict[str, Any]:
+async def answer(line: bytes, handler: ControlHandler, log: Log) -> dict[str, Any]:
     """The answer to one request line; never raises for anything the client sent."""
     if not line.strip():
         return _error("empty request")
@@ -215,7 +233,7 @@ def answer(line: bytes, handler: ControlHandler, log: Log) -> dict[str, Any]:
                 return _error('maintenance needs "on": true or false')
             result = handler.maintenance(on)
         elif cmd == "reload":
-            result = handler.reload()
+            result = await handler.reload()
         elif cmd is None:
             return _error('request has no "cmd"')
         else:
@@ -237,23 +255,46 @@ def _encode(response: dict[str, Any], log: Log) -> bytes:
     return text.encode() + b"\n"
 
 
+@dataclass(frozen=True)
+class _Limits:
+    deadline: float
+    idle: float
+    max_request: int
+    max_clients: int
+
+
 async def _serve_one(
-    stream: trio.SocketStream, handler: ControlHandler, deadline: float, limit: int, log: Log
+    stream: trio.SocketStream, handler: ControlHandler, limits: _Limits, log: Log
 ) -> None:
     async with stream:
-        with trio.move_on_after(deadline) as scope:
+        with trio.move_on_after(limits.deadline) as scope:
             try:
                 try:
-                    line = await _receive_line(stream, limit)
+                    line = await _receive_line(stream, limits.max_request, limits.idle)
                 except _TooLarge:
-                    response = _error(f"request too large (more than {limit} bytes)")
+                    response = _error(f"request too large (more than {limits.max_request} bytes)")
+                except _Idle:
+                    log.debug("control client dropped: idle", idle=limits.idle)
+                    return
                 else:
-                    response = answer(line, handler, log)
+                    response = await answer(line, handler, log)
                 await stream.send_all(_encode(response, log))
             except (trio.BrokenResourceError, trio.ClosedResourceError):
                 pass  # the client went away; nothing to do
         if scope.cancelled_caught:
-            log.debug("control client dropped: no request within the deadline", deadline=deadline)
+            log.debug(
+                "control client dropped: no request within the deadline", deadline=limits.deadline
+            )
+
+
+async def _refuse_busy(stream: trio.SocketStream, limits: _Limits) -> None:
+    """One connection too many: say so (never waiting on the client) and close."""
+    busy = _error(f"busy: {limits.max_clients} control connections open, try again")
+    with trio.move_on_after(0.1):  # a fresh socket takes one line at once; never wait long
+        with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+            await stream.send_all(json.dumps(busy).encode() + b"\n")
+    with trio.CancelScope(shield=True):
+        await stream.aclose()
 
 
 # --- the server ----------------------------------------------------------------------------
@@ -264,7 +305,9 @@ async def serve_control(
     handler: ControlHandler,
     *,
     deadline: float = DEADLINE,
+    idle: float = IDLE,
     max_request: int = MAX_REQUEST,
+    max_clients: int = MAX_CLIENTS,
     log: Log | None = None,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
@@ -273,6 +316,7 @@ async def serve_control(
     Raises ControlSocketError (before `started`) when the socket cannot be set up.
     """
     log = log if log is not None else Log()
+    limits = _Limits(deadline, idle, max_request, max_clients)
     _check_directory(path)
     await _clear(path)
     sock, ident = _bind(path)
@@ -281,6 +325,7 @@ async def serve_control(
         async with trio.open_nursery() as nursery:
             task_status.started()
             starved = False  # out of descriptors or memory: logged once, until it passes
+            busy = False  # MAX_CLIENTS open: logged once, until one is accepted again
             while True:
                 try:
                     stream = await listener.accept()
@@ -293,7 +338,15 @@ async def serve_control(
                     await trio.sleep(0.1)
                     continue
                 starved = False
-                nursery.start_soon(_serve_one, stream, handler, deadline, max_request, log)
+                if len(nursery.child_tasks) >= limits.max_clients:
+                    if not busy:
+                        log.warning("control socket: too many connections, refusing more",
+                                    open=limits.max_clients)  # fmt: skip
+                    busy = True
+                    await _refuse_busy(stream, limits)
+                    continue
+                busy = False
+                nursery.start_soon(_serve_one, stream, handler, limits, log)
     finally:
         with trio.CancelScope(shield=True):
             await listener.aclose()

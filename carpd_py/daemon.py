@@ -40,6 +40,17 @@ from .supervisor import GRACE, Supervisor
 
 # Keys a reload cannot change in a running process: they need a restart.
 RESTART_ONLY = ("state_file", "metrics", "log", "control", "peer")
+RELOAD_DEADLINE = 3.0  # seconds to read and check the file, in a thread: the loop goes on
+
+
+async def read_config(path: str) -> Config:
+    """load_config in a worker thread under RELOAD_DEADLINE; ConfigError for any failure.
+    A thread past the deadline is abandoned (the size limits bound what it can still cost)."""
+    with trio.move_on_after(RELOAD_DEADLINE):
+        return await trio.to_thread.run_sync(load_config, path, abandon_on_cancel=True)
+    raise ConfigError([f"{path}: cannot check: not done within {RELOAD_DEADLINE:g}s"])
+
+
 START_SLACK = 10.0  # seconds the start-up may take beyond the first host read's deadline
 
 
@@ -86,17 +97,22 @@ class Daemon:
             channel.bind()
             self.pairing = Pairing(channel, log)
             self.supervisor.pair = self.pairing
-        self._reloads: trio.MemorySendChannel[None] | None = None
+        self._reloads: trio.MemorySendChannel[Config | None] | None = None
         self._metrics: tuple[MetricsServer, threading.Thread] | None = None
 
     # --- reload ------------------------------------------------------------------------
 
-    def check_reload(self) -> tuple[Config | None, list[str]]:
+    async def check_reload(self) -> tuple[Config | None, list[str]]:
         """Parse the file into a new config; on any problem keep the old one (like ifstated)."""
         try:
-            new = load_config(self.config.path)
+            new = await read_config(self.config.path)
         except ConfigError as exc:
             return None, exc.problems
+        return self._vet(new)
+
+    def _vet(self, new: Config) -> tuple[Config | None, list[str]]:
+        """What a running daemon can take of a valid config (again when applying: the node
+        may have been demoted since the check)."""
         old = self.config
         if new.demote.method != old.demote.method and self.supervisor.memory.demoted:
             return None, [
@@ -109,10 +125,11 @@ class Daemon:
             new = replace(new, **{k: getattr(old, k) for k in kept})
         return new, []
 
-    async def reload(self) -> list[str]:
-        new, problems = self.check_reload()
+    async def reload(self, checked: Config | None = None) -> list[str]:
+        """Apply `checked` (a carpctl reload, checked already) or read the file (SIGHUP)."""
+        new, problems = self._vet(checked) if checked is not None else await self.check_reload()
         if new is None:
-            for problem in problems:
+            for problem in problems:  # at most MAX_PROBLEMS + 1 lines: config.py caps them
                 self.log.error("reload failed, keeping the old configuration", problem=problem)
             return problems
         self.config = new
@@ -126,15 +143,15 @@ class Daemon:
 
     # --- control requests (see control.py) ---------------------------------------------
 
-    def reload_request(self) -> dict[str, Any]:
+    async def reload_request(self) -> dict[str, Any]:
         """carpctl reload: check now and answer; apply in the supervisor's nursery."""
-        new, problems = self.check_reload()
+        new, problems = await self.check_reload()
         if new is None:
             raise RequestError("the new configuration is refused: " + "; ".join(problems))
         if self._reloads is None:
             raise RequestError("carpd-py is not running yet")
         try:
-            self._reloads.send_nowait(None)
+            self._reloads.send_nowait(new)  # applied as checked: the file is read once
         except trio.WouldBlock:
             raise RequestError("reloads are already queued") from None
         return {"reloaded": new.path}
@@ -153,7 +170,7 @@ class Daemon:
             await self.supervisor.shutdown()
 
     async def _run_all(self, signals: AsyncIterator[int], ready: Callable[[], None]) -> None:
-        send, recv = trio.open_memory_channel[None](8)
+        send, recv = trio.open_memory_channel[Config | None](8)
         self._reloads = send
         async with trio.open_nursery() as nursery:
             await nursery.start(self.probes.run)
@@ -176,9 +193,9 @@ class Daemon:
                 break
             nursery.cancel_scope.cancel()
 
-    async def _reloader(self, recv: trio.MemoryReceiveChannel[None]) -> None:
-        async for _ in recv:
-            await self.reload()
+    async def _reloader(self, recv: trio.MemoryReceiveChannel[Config | None]) -> None:
+        async for checked in recv:
+            await self.reload(checked)
 
     async def _start_services(self, nursery: trio.Nursery) -> None:
         """The control socket and the metrics endpoint (a thread that reads only the

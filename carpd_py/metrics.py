@@ -5,8 +5,10 @@ swaps in by one reference assignment after every round. It never touches the sup
 no lock the supervisor takes, and calls nothing in trio. The metric families built from one
 Status are cached until the next one is published, so a scraper that floods the endpoint costs
 a text rendering per request, not a rebuild. The server bounds how many requests it serves at
-once (more are closed at once) and how long a request may stall (a slow scraper loses its
-connection), so neither a flood nor a slow reader can pile up threads.
+once (MAX_CONCURRENT_REQUESTS; more are closed at once) and how long one request may take in
+all, from accept to the last byte of the answer (REQUEST_DEADLINE, however often the client
+sends a byte), so neither a flood nor slow clients can pile up threads, and a few slow clients
+leave most of the slots to Prometheus.
 
 Series (all from the Status; none is pushed by the supervisor):
 
@@ -64,6 +66,7 @@ as the decision does.
 
 from __future__ import annotations
 
+import io
 import ipaddress
 import os
 import re
@@ -71,6 +74,7 @@ import resource
 import socket
 import socketserver
 import threading
+import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler
@@ -110,8 +114,8 @@ CARP_STATES = ("init", "backup", "master")
 COMMANDS = ("ifconfig",)
 PEER_STATES = ("up", "unknown", "rejected")  # command_errors_total series present from the start
 
-MAX_CONCURRENT_REQUESTS = 4  # more at once are closed without an answer
-REQUEST_TIMEOUT = 10.0  # seconds a scraper may stall on its socket before it is dropped
+MAX_CONCURRENT_REQUESTS = 16  # more at once are closed without an answer
+REQUEST_DEADLINE = 5.0  # seconds for a whole request, accept to answer sent; then dropped
 
 
 # Bucket bounds spelled as prometheus_client spells them ("0.005", "1.0"): le labels match.
@@ -466,8 +470,54 @@ def parse_listen(listen: str) -> tuple[str, int]:
     return host, port
 
 
+class _DeadlineReader(io.RawIOBase):
+    """The connection's input, every read bounded by what is left of the request's deadline
+    (a socket timeout alone restarts with each line a slow client sends)."""
+
+    def __init__(self, sock: socket.socket, end: float) -> None:
+        self._sock = sock
+        self._end = end
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        self._sock.settimeout(_left(self._end))
+        return self._sock.recv_into(buffer)
+
+
+class _DeadlineWriter(io.BufferedIOBase):
+    """The connection's output (unbuffered, like socketserver's), under the same deadline."""
+
+    def __init__(self, sock: socket.socket, end: float) -> None:
+        self._sock = sock
+        self._end = end
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: Any) -> int:
+        self._sock.settimeout(_left(self._end))
+        self._sock.sendall(data)  # the timeout bounds the whole sendall (Python >= 3.5)
+        with memoryview(data) as view:
+            return view.nbytes
+
+
+def _left(end: float) -> float:
+    left = end - time.monotonic()
+    if left <= 0:
+        raise TimeoutError("past the request deadline")
+    return left
+
+
 class _Handler(WSGIRequestHandler):
-    timeout = REQUEST_TIMEOUT  # StreamRequestHandler sets it on the connection socket
+    deadline = REQUEST_DEADLINE  # for the whole request
+
+    def setup(self) -> None:
+        self.connection = self.request
+        end = time.monotonic() + self.deadline
+        self.rfile = io.BufferedReader(_DeadlineReader(self.connection, end))
+        self.wfile = _DeadlineWriter(self.connection, end)
 
     def log_message(self, format: str, *args: Any) -> None:
         """Log nothing: a scrape every few seconds is not news."""
@@ -475,10 +525,11 @@ class _Handler(WSGIRequestHandler):
 
 class MetricsServer(ThreadingWSGIServer):
     """prometheus_client's ThreadingWSGIServer, bounded: at most MAX_CONCURRENT_REQUESTS at
-    once (more are closed at once), REQUEST_TIMEOUT per stalled socket, no reverse DNS at
+    once (more are closed at once), REQUEST_DEADLINE for a whole request, no reverse DNS at
     bind time, no SO_REUSEPORT (a second daemon must not share the port silently)."""
 
     allow_reuse_port = False
+    request_queue_size = 64  # the listen backlog: room for a burst beyond the slots
 
     def __init__(self, address: tuple[Any, ...], family: socket.AddressFamily) -> None:
         self.address_family = family

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import sys
 import types
 import typing
@@ -31,6 +32,7 @@ from carpd_py.config import (
     PlatformConfig,
     SyncConfig,
     UpstreamConfig,
+    _array,
     load_config,
     parse_config,
 )
@@ -577,3 +579,113 @@ def test_fuzz_the_shipped_config_with_one_value_changed(line: int, value: str) -
         key = lines[line].split(" = ", 1)[0]
         lines[line] = f"{key} = {value}"
     parses_or_explains("\n".join(lines))
+
+
+# --- size limits, capped problems, files that are not regular files (issue 9, item 7) ---
+
+
+def test_a_list_over_its_limit_is_refused_without_checking_each_item() -> None:
+    targets = ", ".join(f'"10.{i // 65536}.{i // 256 % 256}.{i % 256}"' for i in range(30000))
+    assert problems(f"{ISP}targets = [{targets}]\n") == [
+        f"{F}: upstream[0].targets: must have at most 256 entries, not 30000"
+    ]
+    interfaces = ", ".join(f'"carp{i}"' for i in range(1025))
+    assert problems(f"[demote]\ninterfaces = [{interfaces}]\n") == [
+        f"{F}: demote.interfaces: must have at most 1024 entries, not 1025"
+    ]
+    command = ", ".join(['"/bin/true"'] + ['"x"'] * 256)
+    assert problems(f"[hooks]\non_demote = [{command}]\n") == [
+        f"{F}: hooks.on_demote: must have at most 256 entries, not 257"
+    ]
+    groups = "".join(f'[[upstream]]\nname = "g{i}"\nmethod = "exec"\ncommand = ["/bin/true"]\n'
+                     for i in range(65))  # fmt: skip
+    assert problems(groups) == [f"{F}: upstream: must have at most 64 entries, not 65"]
+
+
+def test_the_limits_leave_room_well_above_the_benchmark() -> None:
+    """256 carp interfaces and 64 upstream targets (make bench), and then some."""
+    interfaces = ", ".join(f'"carp{i}"' for i in range(1024))
+    icmp = ", ".join(f'"127.0.1.{i}"' for i in range(256))
+    tcp = ", ".join(f'"127.0.2.{i}"' for i in range(256))
+    config = parse_config(
+        f"[demote]\ninterfaces = [{interfaces}]\n"
+        f'[[upstream]]\nname = "a"\ntargets = [{icmp}]\n'
+        f'[[upstream]]\nname = "b"\nmethod = "tcp"\nport = 80\ntargets = [{tcp}]\n',
+        F,
+    )
+    assert len(config.demote.interfaces) == 1024
+    assert [len(u.targets) for u in config.upstream] == [256, 256]
+
+
+def test_too_many_targets_in_all_groups_together() -> None:
+    groups = "".join(
+        f'[[upstream]]\nname = "g{g}"\ntargets = ['
+        + ", ".join(f'"10.0.{g}.{i}"' for i in range(200))
+        + "]\n"
+        for g in range(6)
+    )
+    assert problems(groups) == [
+        f"{F}: upstream: at most 1024 targets in all groups together, not 1200"
+    ]
+
+
+def test_problems_are_capped_at_50_then_counted() -> None:
+    text = "".join(f"unknown{i} = 1\n" for i in range(200000 // 100))
+    found = problems(text)
+    assert len(found) == 51
+    assert found[:2] == [f"{F}: unknown0: unknown key", f"{F}: unknown1: unknown key"]
+    assert found[49] == f"{F}: unknown49: unknown key"
+    assert found[50] == f"{F}: and 1950 more problems"
+
+
+class Counted:
+    """A value that counts how often it is compared: the duplicate check must hash, not scan."""
+
+    eq_calls = 0
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+
+    def __eq__(self, other: object) -> bool:
+        Counted.eq_calls += 1
+        return isinstance(other, Counted) and other.n == self.n
+
+    def __hash__(self) -> int:
+        return hash(self.n)
+
+
+def test_the_duplicate_check_is_linear() -> None:
+    check = _array(lambda v: v, unique=True, most=100000)
+    Counted.eq_calls = 0
+    assert len(check([Counted(i) for i in range(5000)])) == 5000
+    assert Counted.eq_calls < 5000  # a scan of the items so far would compare 12.5 million times
+
+
+def test_a_duplicate_is_still_named_by_its_index() -> None:
+    assert problems(f'{ISP}targets = ["10.0.0.1", "10.0.0.2", "10.0.0.1"]\n') == [
+        f'{F}: upstream[0].targets[2]: "10.0.0.1" is listed twice'
+    ]
+
+
+def test_load_config_refuses_a_file_over_the_size_limit(tmp_path: Path) -> None:
+    path = tmp_path / "carpd-py.conf"
+    path.write_text("# " + "x" * (128 * 1024) + "\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(str(path))
+    assert info.value.problems == [
+        f"{path}: too large: {128 * 1024 + 3} bytes, at most {128 * 1024}"
+    ]
+
+
+def test_load_config_refuses_a_fifo_at_once(tmp_path: Path) -> None:
+    path = tmp_path / "fifo.conf"
+    os.mkfifo(path)
+    with pytest.raises(ConfigError) as info:
+        load_config(str(path))  # never waits for a writer
+    assert info.value.problems == [f"{path}: cannot read: a FIFO, not a regular file"]
+
+
+def test_load_config_refuses_a_device() -> None:
+    with pytest.raises(ConfigError) as info:
+        load_config("/dev/zero")
+    assert info.value.problems == ["/dev/zero: cannot read: a character device, not a regular file"]

@@ -23,6 +23,8 @@ from carpd_py import carpctl, state
 from carpd_py.config import Config
 from carpd_py.control import (
     DEADLINE,
+    IDLE,
+    MAX_CLIENTS,
     MAX_REQUEST,
     ControlSocketError,
     RequestError,
@@ -59,7 +61,7 @@ class FakeHandler:
         self.maintenance_on = on
         return {"maintenance": on, "changed": changed, "demoted": True}
 
-    def reload(self) -> dict[str, Any]:
+    async def reload(self) -> dict[str, Any]:
         self.calls.append("reload")
         if self.reload_error is not None:
             raise RequestError(self.reload_error)
@@ -213,7 +215,11 @@ async def test_maintenance_with_a_real_supervisor_is_persisted(
 ) -> None:
     config = Config(state_file=str(tmp_path / "db" / "state.json"))
     sup = Supervisor(config, FakeHost.handbook(), FakeProber(), RecordingLog())
-    control = SupervisorControl(sup, lambda: {"message": "reloaded"})
+
+    async def reload() -> dict[str, Any]:
+        return {"message": "reloaded"}
+
+    control = SupervisorControl(sup, reload)
     with trio.fail_after(LIMIT):
         async with serving(sock_path, control):
             assert await carpctl_main("maintenance", "on", "-s", sock_path) == 0
@@ -231,7 +237,7 @@ def test_supervisor_control_cannot_save(tmp_path: Path) -> None:
     (tmp_path / "file").write_text("")
     config = Config(state_file=str(tmp_path / "file" / "state.json"))
     sup = Supervisor(config, FakeHost.handbook(), FakeProber(), RecordingLog())
-    control = SupervisorControl(sup, dict)
+    control = SupervisorControl(sup, FakeHandler().reload)
     with pytest.raises(RequestError, match=r"^cannot save the state file .*/file/state\.json: "):
         control.maintenance(True)
     assert sup.memory.maintenance is False
@@ -396,8 +402,9 @@ async def test_oversized_requests(sock_path: str) -> None:
                 }
 
 
-async def test_many_connections_at_once(sock_path: str) -> None:
-    """50 connections open at once, each with half a request: all are served together."""
+async def test_many_connections_at_once_and_one_too_many(sock_path: str) -> None:
+    """MAX_CLIENTS connections open at once, each with half a request: all are served
+    together; one more is told "busy" at once and closed, without a request."""
     handler = FakeHandler()
     answers: list[bytes] = []
 
@@ -407,25 +414,34 @@ async def test_many_connections_at_once(sock_path: str) -> None:
             answers.append(await receive_all(stream))
 
     with trio.fail_after(LIMIT):
-        async with serving(sock_path, handler):
+        async with serving(sock_path, handler) as log:
             streams = []
-            for _ in range(50):
+            for _ in range(MAX_CLIENTS):
                 stream = await trio.open_unix_socket(sock_path)
                 await stream.send_all(b'{"cmd": "reload", "n": ')
                 streams.append(stream)
+            extra = await trio.open_unix_socket(sock_path)
+            async with extra:
+                assert json.loads(await receive_all(extra)) == {
+                    "ok": False,
+                    "error": f"busy: {MAX_CLIENTS} control connections open, try again",
+                }
             async with trio.open_nursery() as nursery:
                 for n, stream in enumerate(reversed(streams)):
                     nursery.start_soon(finish, stream, n)
-    assert len(answers) == 50
+            assert (await ask(sock_path, b'{"cmd": "status"}\n'))["ok"] is True  # room again
+    assert len(answers) == MAX_CLIENTS
     assert all(json.loads(a)["ok"] for a in answers)
-    assert handler.calls == ["reload"] * 50
+    assert handler.calls == ["reload"] * MAX_CLIENTS + ["status"]
+    assert log.events("warning") == ["control socket: too many connections, refusing more"]
 
 
-async def test_a_silent_client_is_dropped_at_the_deadline_without_blocking_others(
+async def test_a_silent_client_is_dropped_when_idle_a_slow_one_at_the_deadline(
     sock_path: str, autojump_clock: trio.testing.MockClock
 ) -> None:
     """Pure trio on both ends (no thread), so the autojump clock only moves when every task
-    waits: the silent client is dropped at exactly DEADLINE, the others are served at once."""
+    waits: the silent client is dropped at exactly IDLE, the one that sends a byte a second
+    at DEADLINE, the others are served at once."""
     with trio.fail_after(LIMIT + DEADLINE):
         async with serving(sock_path, FakeHandler()) as log:
             start = trio.current_time()
@@ -446,11 +462,14 @@ async def test_a_silent_client_is_dropped_at_the_deadline_without_blocking_other
                     assert (await ask(sock_path, b'{"cmd": "status"}\n'))["ok"] is True
                 assert trio.current_time() == start  # served while the others hang on
                 assert await receive_all(silent) == b""  # closed, with no answer
-                assert trio.current_time() - start == pytest.approx(DEADLINE)
+                assert trio.current_time() - start == pytest.approx(IDLE)
                 assert await receive_all(dripping) == b""  # the deadline is per connection
                 assert trio.current_time() - start == pytest.approx(DEADLINE)
                 nursery.cancel_scope.cancel()
-    assert log.events("debug") == ["control client dropped: no request within the deadline"] * 2
+    assert log.events("debug") == [
+        "control client dropped: idle",
+        "control client dropped: no request within the deadline",
+    ]
 
 
 async def test_a_short_deadline(sock_path: str) -> None:

@@ -531,7 +531,7 @@ def recv_closed(sock: socket.socket, timeout: float) -> bool:
 def test_a_flood_is_bounded_and_stalled_scrapers_are_dropped(
     monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
 ) -> None:
-    monkeypatch.setattr(metrics._Handler, "timeout", 2.0)
+    monkeypatch.setattr(metrics._Handler, "deadline", 2.0)
     with serving("127.0.0.1:0", demoted_status) as server:
         address = ("127.0.0.1", server.port)
         slots = metrics.MAX_CONCURRENT_REQUESTS
@@ -641,3 +641,42 @@ def test_peer_and_pair_series() -> None:
     silent = samples_of(exposition(replace(demoted_status(), pair=PairStatus(state="unknown"))))
     assert get(silent, "carpd_peer_up") == 0
     assert ("carpd_peer_last_message_age_seconds", L()) not in silent
+
+
+def test_slow_clients_are_cut_at_the_request_deadline_and_never_lock_prometheus_out(
+    monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """Four clients that send a header line every 0.5 s (never the blank line that ends the
+    request): scrapes go on meanwhile, and each is closed at the deadline on the whole
+    request, however often it sends (issue 9, item 9)."""
+    monkeypatch.setattr(metrics._Handler, "deadline", 2.0)
+    stop = threading.Event()
+
+    def drip(s: socket.socket) -> None:
+        try:
+            s.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n")
+            while not stop.wait(0.5):
+                s.sendall(b"X-Slow: 1\r\n")
+        except OSError:  # closed by the server
+            return
+
+    with serving("127.0.0.1:0", demoted_status) as server:
+        address = ("127.0.0.1", server.port)
+        slow = [socket.create_connection(address, timeout=2) for _ in range(4)]
+        threads = [threading.Thread(target=drip, args=(s,), daemon=True) for s in slow]
+        try:
+            for t in threads:
+                t.start()
+            started = time.monotonic()
+            for _ in range(5):
+                body = fetch(f"http://127.0.0.1:{server.port}/metrics", timeout=5)[2]
+                assert "carpd_demoted 1.0" in body
+            assert all(recv_closed(s, 10.0) for s in slow), "a slow client kept its slot"
+            assert time.monotonic() - started < 8.0  # 2 s, not 10 s per line forever
+        finally:
+            stop.set()
+            for t in threads:
+                t.join(5)
+            for s in slow:
+                s.close()
+    assert capfd.readouterr().err == ""
