@@ -1,4 +1,5 @@
-"""Reaction and recovery: fault to demotion command, fault cleared to restore command.
+"""Reaction and recovery: fault to demotion command, fault to VIP moved, fault cleared to
+restore command.
 
 One real carpd-py daemon runs on node A of the simulated handbook pair (2 carp interfaces),
 inside a private network namespace of its own (bench/netns.py), with three checks at once:
@@ -24,6 +25,13 @@ phase of the poll cycle. The fault time is the wall clock right after the change
 (the world file renamed into place; the sysctl written; nft returned). The command time is
 when the recording `ifconfig` started running (bench/recorder.py). The fault is cleared as soon
 as the demotion is seen, and the recovery runs from that moment to the restore command.
+
+Elections take time in the simulator as on the wire (carpd_py/sim/kernel.py): the VIPs move
+when node B becomes MASTER of every managed interface, which the bench reads from the
+simulated kernel's event log ("fault to VIP moved": what a user of the pair feels). With
+OpenBSD 7.4's pfsync, the `sync` fault moves them at once: the kernel's own +1 on the demote
+counter ("pfsync link") is advertised before carpd-py acts. Before the next fault the bench
+waits until A is MASTER of both again.
 """
 
 from __future__ import annotations
@@ -32,7 +40,7 @@ import random
 import re
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from .netns import Helped, private_namespace_works
@@ -67,6 +75,7 @@ class Sample:
     sim_read: float  # deciding poll: first read started -> last read done (the simulator)
     after_read: float  # last read done -> demotion command started (carpd-py, and probes)
     applied_lag: float | None  # demotion command started -> applied (the sim's command log)
+    vip_moved: float | None = None  # fault -> node B MASTER of every managed interface
 
 
 @dataclass
@@ -149,6 +158,35 @@ class Faults:
         return float(self.helper.call(op="tcp", mode=mode)["t"])
 
 
+def _vip_moved_time(node: BenchNode, since: float, timeout: float = 30.0) -> float | None:
+    """When node B became MASTER of every managed interface after `since` (the kernel's
+    event times), or None if it did not within `timeout`."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if all(node.world.state("B", name) == "MASTER" for name in MANAGED):
+            moved: dict[str, float] = {}
+            for e in node.world.events():
+                if (
+                    e.is_transition and e.node == "B" and e.new == "MASTER"
+                    and e.iface in MANAGED and e.time >= since
+                ):  # fmt: skip
+                    moved.setdefault(str(e.iface), e.time)
+            if len(moved) == len(MANAGED):
+                return max(moved.values())
+            return None  # B was MASTER before the fault: nothing moved
+        time.sleep(0.02)
+    return None
+
+
+def _wait_a_master(node: BenchNode, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if all(node.world.state("A", name) == "MASTER" for name in MANAGED):
+            return
+        time.sleep(0.05)
+    raise TimeoutError(f"node A not MASTER of {MANAGED} again within {timeout:g}s")
+
+
 def _applied_time(node: BenchNode, first: Call) -> float | None:
     """When the simulator applied that command, if it keeps a command log (STATE.commands)."""
     commands = getattr(node.world, "commands", None)
@@ -216,24 +254,30 @@ def run_reaction(
         for i in range(faults):
             for kind in kinds:
                 time.sleep(rng.uniform(0.0, INTERVAL))
+                t_before = time.time()  # the kernel may move the VIPs within make() (sync)
                 t_fault = make.make(kind)
                 first = calls.wait_for(lambda c: c.advskew() == DEMOTED, t_fault, 30)
                 last = first
                 for name in MANAGED:
                     call = calls.wait_for(_sets(name, DEMOTED), t_fault, 10)
                     last = call if call.start > last.start else last
+                moved = _vip_moved_time(node, t_before)
                 t_clear = make.clear(kind)
                 restore = calls.wait_for(lambda c: c.advskew() == BASELINE, t_clear, 60)
                 for name in MANAGED:  # every interface back before the next fault
                     calls.wait_for(_sets(name, BASELINE), t_clear, 10)
+                _wait_a_master(node)  # the VIPs back on A (preempt, at B's next advertisement)
                 applied = _applied_time(node, first)
                 sample = decompose(
                     kind, calls.calls, t_fault, first, last, restore, t_clear, applied, lead
                 )
+                took = None if moved is None else max(0.0, moved - t_fault)
+                sample = replace(sample, vip_moved=took)
                 result.samples.append(sample)
+                vip = "-" if sample.vip_moved is None else f"{sample.vip_moved * 1000:6.0f} ms"
                 progress(
                     f"  reaction {i + 1}/{faults} {kind:<11} demote {sample.reaction * 1000:6.0f} "
-                    f"ms  restore {sample.recovery * 1000:6.0f} ms"
+                    f"ms  VIP moved {vip}  restore {sample.recovery * 1000:6.0f} ms"
                 )
                 time.sleep(0.2)
     finally:

@@ -383,6 +383,20 @@ def decomposition_rows(rr: ReactionResult) -> list[list[str]]:
     return rows
 
 
+def vip_rows(rr: ReactionResult) -> list[list[str]]:
+    rows = []
+    for kind in rr.kinds:
+        samples = rr.of(kind)
+        moved = [s.vip_moved for s in samples if s.vip_moved is not None]
+        a: Summary = summary([s.reaction for s in samples])
+        b: Summary = summary(moved)
+        rows.append([kind, str(b.n), ms(a.p50), ms(b.p50), ms(b.p95), ms(b.most)])
+    return rows
+
+
+VIP_HEAD = ["fault", "n", "demotion command p50", "VIP moved p50", "p95", "max"]
+
+
 DECOMPOSITION_HEAD = [
     "fault", "to next poll", "more rounds", "in deciding poll", "of which sim reads",
     "then to command", "all interfaces demoted", "command applied after", "reason right",
@@ -525,6 +539,8 @@ def stdout_report(r: Results) -> str:
     if r.reaction is not None and r.reaction.samples:
         out += ["", "Reaction (fault -> demotion command) and recovery (clear -> restore command)"]
         out.append(plain(REACTION_HEAD, reaction_rows(r.reaction)))
+        out += ["", "Fault to VIP moved (node B MASTER of every managed interface)"]
+        out.append(plain(VIP_HEAD, vip_rows(r.reaction)))
         out += ["", "Where the reaction time goes (medians)"]
         out.append(plain(DECOMPOSITION_HEAD, decomposition_rows(r.reaction)))
     if r.idle:
@@ -614,6 +630,15 @@ def markdown(r: Results) -> str:
             "at a random phase of the poll cycle.",
             "",
             table(REACTION_HEAD, reaction_rows(rr)),
+            "",
+            "Fault to VIP moved: from the fault to the moment node B was MASTER of every "
+            "managed interface, in the simulated kernel's event log. Elections take time as on "
+            "the wire: B preempts when A's next advertisement (advbase + advskew/256 after the "
+            "command) carries advskew 240. For `sync`, OpenBSD 7.4's pfsync adds 1 to the "
+            "demote counter at the fault and advertises it at once, so the VIPs move before "
+            "carpd-py acts.",
+            "",
+            table(VIP_HEAD, vip_rows(rr)),
             "",
             "Where the time goes (medians): *to next poll* from the fault to the start of the "
             "first plain `ifconfig` after it; *more rounds* from there to the poll that "

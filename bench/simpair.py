@@ -61,7 +61,8 @@ class BenchNode:
 
     def __init__(self, root: Path, topology: str, *, private: bool = False) -> None:
         self.root = root
-        self.harness = Harness(root, topology=topology)
+        # No ticker thread: the bench measures CPU and the daemon's reads advance the world.
+        self.harness = Harness(root, topology=topology, tick=None)
         self.world = self.harness.world
         self.node = self.harness.nodes["A"]
         self.calls_path = root / "A" / "calls.log"

@@ -301,8 +301,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         out(f"  ok   {what:<52} {took:5.2f}s")
     for what in story.failures:
         out(f"  FAIL {what}")
-    out(f"\nkernel log of the pair ({len(h.world.events())} events), last transitions:")
-    lines = [e.syslog_line("fw1" if e.node == "A" else "fw2") for e in h.world.events()]
+    logged = [e for e in h.world.events() if e.text]  # the log lines, not the link events
+    out(f"\nkernel log of the pair ({len(logged)} lines), last transitions:")
+    lines = [e.syslog_line("fw1" if e.node == "A" else "fw2") for e in logged]
     for line in [x for x in lines if "state transition" in x][-6:]:
         out(f"  {line}")
     if not args.keep:

@@ -263,17 +263,28 @@ def parse_ifconfig(text: str) -> tuple[Interface, ...]:
     interfaces: list[Interface] = []
     block: _Block | None = None
     handlers = _HANDLERS
+    in_description = False  # ifconfig prints a description raw: it may hold newlines
+    blanks = 0
     for lineno, line in enumerate(text.split("\n"), 1):
         if not line:
+            blanks += 1
             continue
         if line[0] != "\t":
+            header = _HEADER.fullmatch(line)
+            if header is None and in_description and block is not None:
+                block.description = (block.description or "") + "\n" * (blanks + 1) + line
+                blanks = 0
+                continue
+            in_description = False
+            blanks = 0
             if block is not None:
                 interfaces.append(block.build())
-            header = _HEADER.fullmatch(line)
             if header is None:
                 raise _error(lineno, line, "not an interface header 'NAME: flags=X<...> mtu N'")
             block = _Block(header)
             continue
+        in_description = line.startswith("\tdescription: ")
+        blanks = 0
         if block is None:
             raise _error(lineno, line, "indented line before any interface header")
         if line[1:2] == "\t":

@@ -96,6 +96,8 @@ def start(h: Harness, *checks: str) -> None:
 
 
 def masters(h: Harness) -> dict[str, list[str]]:
+    """Who is MASTER now. Elections take time (the next advertisement, the master-down
+    timer): wait for a role with a deadline, never assert it right after a change."""
     return {n: sorted(i for i, s in h.roles(n).items() if s == "MASTER") for n in h.nodes}
 
 
@@ -137,7 +139,7 @@ def test_sync_carrier_loss_on_a_moves_mastership_to_b_and_back(pair: Harness, la
     start(pair)
     lab.link_down("fwA", "em2")  # A's SYNC port; B's link to the switch stays up
     wait_until(lambda: demoted(pair, "A"), WAIT, "A demoted")
-    assert masters(pair) == {"A": [], "B": ["carp0", "carp1"]}
+    wait_until(lambda: masters(pair) == {"A": [], "B": ["carp0", "carp1"]}, WAIT, "VIPs on B")
     assert pair.advskews("B") == {"carp0": 100, "carp1": 100}
     lab.link_up("fwA", "em2")
     wait_until(lambda: restored(pair), WAIT, "A restored and MASTER")
@@ -241,7 +243,7 @@ def test_blackholed_upstream_demotes_a_for_upstream_and_the_route_back_restores(
     for target in UPSTREAM_TARGETS:
         lab.blackhole("fwA", f"{target}/32")
     wait_until(lambda: demoted(pair, "A"), WAIT, "A demoted")
-    assert masters(pair)["B"] == ["carp0", "carp1"]
+    wait_until(lambda: masters(pair)["B"] == ["carp0", "carp1"], WAIT, "VIPs on B")
     assert "notice  demoting reasons=upstream:isp" in pair.nodes["A"].log()
     for target in UPSTREAM_TARGETS:
         lab.unblackhole("fwA", f"{target}/32")
@@ -254,7 +256,7 @@ def test_total_wan_loss_demotes_after_fall_rounds(pair: Harness, lab: Lab) -> No
     start(pair)
     lab.loss("fwA", "em0", 100)  # nothing reaches fwA over the WAN: no reply, no ARP
     wait_until(lambda: demoted(pair, "A"), WAIT, "A demoted")
-    assert masters(pair)["B"] == ["carp0", "carp1"]
+    wait_until(lambda: masters(pair)["B"] == ["carp0", "carp1"], WAIT, "VIPs on B")
     assert "notice  demoting reasons=upstream:isp" in pair.nodes["A"].log()
     assert lab.dropped("fwA", "em0") > 0
     lab.loss("fwA", "em0", 0)
@@ -307,7 +309,7 @@ def test_a_silent_sync_peer_demotes_a_after_fall_rounds(pair: Harness, lab: Lab)
     start(pair)
     lab.silence("fwB")  # B stops answering echoes; A still answers B
     wait_until(lambda: demoted(pair, "A"), WAIT, "A demoted")
-    assert masters(pair)["B"] == ["carp0", "carp1"]
+    wait_until(lambda: masters(pair)["B"] == ["carp0", "carp1"], WAIT, "VIPs on B")
     assert "notice  demoting reasons=sync" in pair.nodes["A"].log()
     assert pair.world.demote_count("A") == 0  # the link is fine: only the peer is silent
     lab.silence("fwB", on=False)

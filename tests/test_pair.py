@@ -1,8 +1,9 @@
 """The pair rule (pair.py): a truth table, and properties over generated pairs of views.
 
-The convergence property drives the real election code of the simulator
-(`carpd_py.sim.election.elect`, carp_proto_input_c()/carp_master_down() of ip_carp.c) with
-the advskews that decide() leaves on each node.
+The convergence property drives the simulator's election rule (`carpd_py.sim.election.react`,
+carp_proto_input_c() of ip_carp.c) with the advskews that decide() leaves on each node, until
+the two nodes' states settle (`settle` below adds carp_master_down(): a BACKUP that hears no
+master takes over, the shorter advertisement interval first).
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from carpd_py.pair import (
     judge,
     yields,
 )
-from carpd_py.sim.election import Contender, elect
+from carpd_py.sim.election import Contender, react
 
 UP = CheckState(up=True, good=50)  # good for a while
 DOWN = CheckState(up=False, bad=3, fall=3)  # just went down (fall 3)
@@ -254,6 +255,27 @@ def test_without_a_fresh_peer_the_old_rule_holds_exactly(
 
 # --- convergence: the pair settles with every managed VIP on one node -----------------------
 
+
+def settle(contenders: list[Contender]) -> None:
+    """Advertisements (only a MASTER sends) and master-down timers until nothing changes."""
+    for _ in range(16):
+        moved = False
+        for s, sender in enumerate(contenders):
+            if sender.state != "MASTER":
+                continue
+            for r, receiver in enumerate(contenders):
+                new = react(receiver, sender) if r != s else None
+                if new is not None:
+                    receiver.state = new
+                    moved = True
+        if not any(c.state == "MASTER" for c in contenders):
+            first = min(range(len(contenders)), key=lambda i: (contenders[i].tv, i))
+            contenders[first].state = "MASTER"  # carp_master_down(): the shortest timer fires
+            moved = True
+        if not moved:
+            return
+
+
 POLICY = Policy(hold_down=0.0)
 
 
@@ -323,7 +345,7 @@ def run_pair(
             contenders = [
                 Contender(roles[i][j], 1, skews[name][k], 0, True) for j, name in enumerate("AB")
             ]
-            elect(contenders, lambda r, s: True)
+            settle(contenders)
             new_roles.append((contenders[0].state, contenders[1].state))
         roles = new_roles
     return roles, memory

@@ -12,10 +12,17 @@ from carpd_py.sim.state import BACKUP, INIT, MASTER
 from carpd_py.sim.topology import NodeSpec, build_world
 from carpd_py.sim.world import World
 
+from .simclock import Clock
+
 
 @pytest.fixture
-def world(tmp_path: Path) -> World:
-    return World.create(tmp_path / "state.json")
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def world(tmp_path: Path, clock: Clock) -> World:
+    return World.create(tmp_path / "state.json", clock=clock)
 
 
 def names(result: Result) -> list[str]:
@@ -195,10 +202,15 @@ def test_carpnodes_duplicate_vhid_on_the_same_carpdev_is_einval(world: World) ->
     )
 
 
-def test_a_new_vhid_list_restarts_from_init(world: World) -> None:
+def test_a_new_vhid_list_restarts_from_init(world: World, clock: Clock) -> None:
     before = len(world.events())
     assert world.ifconfig("A", "carp0", "vhid", "11") == Result(0)
-    new = [(e.old, e.new) for e in world.events()[before:] if e.node == "A" and e.iface == "carp0"]
+    clock.step()
+    new = [
+        (e.old, e.new)
+        for e in world.events()[before:]
+        if e.node == "A" and e.iface == "carp0" and e.kind == "carp"
+    ]
     # carp_vhids_ioctl() destroys the old vhost (no log line) and starts a new one in INIT
     assert new == [(INIT, BACKUP), (BACKUP, MASTER)]
     assert world.state("A", "carp0") == MASTER  # B has no vhid 11 on em0: nobody to hear
@@ -306,7 +318,8 @@ def test_an_error_half_way_keeps_what_was_done(world: World) -> None:
 def test_description_pfsync_and_addresses(world: World) -> None:
     assert world.ifconfig("A", "carp0", "description", "WAN VIP") == Result(0)
     assert world.view("A").get("carp0").description == "WAN VIP"  # type: ignore[union-attr]
-    assert world.ifconfig("A", "pfsync0", "syncpeer", "10.255.255.3", "maxupd", "64") == Result(0)
+    assert world.ifconfig("A", "pfsync0", "maxupd", "64") == Result(0)  # while up: fine
+    assert world.ifconfig("A", "pfsync0", "down", "syncpeer", "10.255.255.3") == Result(0)
     pfsync0 = world.view("A").get("pfsync0")
     assert pfsync0 is not None
     assert pfsync0.pfsync is not None
@@ -333,10 +346,12 @@ def test_carp_without_carpdev_refuses_an_address(world: World) -> None:
     )
 
 
-def test_build_a_carp_by_hand(world: World) -> None:
+def test_build_a_carp_by_hand(world: World, clock: Clock) -> None:
     assert world.ifconfig("A", "carp7", "create") == Result(0)
     assert world.ifconfig("A", "carp7", "vhid", "30", "carpdev", "em1", "pass", "s") == Result(0)
     assert world.ifconfig("A", "carp7", "10.10.10.50/24") == Result(0)
+    assert world.state("A", "carp7") == BACKUP
+    clock.step(3.01)
     assert world.state("A", "carp7") == MASTER  # nobody else has vhid 30 on em1
     assert world.ifconfig("A", "carp7", "-10.10.10.50").code == 1
     assert world.ifconfig("A", "carp7", "10.10.10.50", "delete") == Result(0)
@@ -405,3 +420,130 @@ def test_backup_state_line(world: World) -> None:
     assert carp1.carp is not None
     assert carp1.carp.nodes[0].state == BACKUP
     assert carp1.status == "backup"
+
+
+# --- pfsync as in OpenBSD 7.4 and later (if_pfsync.c r1.332) -------------------------------
+
+
+def test_pfsync_down_gives_back_the_demotion_it_holds(world: World) -> None:
+    """pfsync_down(): -1 for a syncdev without link ("pfsync down"); not RUNNING."""
+    world.set_link("A", "em2", up=False)
+    assert world.demote_count("A") == 1
+    assert world.ifconfig("A", "pfsync0", "down") == Result(0)
+    assert world.demote_count("A") == 0
+    assert world.ifconfig("A", "pfsync0").stdout.startswith("pfsync0: flags=0<> mtu 1500\n")
+
+
+def test_pfsync_up_without_syncdev_is_enxio_and_leaves_the_flags(world: World) -> None:
+    """pfsync_up(): no sync interface, ENXIO; ifioctl() puts the old flags back."""
+    assert world.ifconfig("A", "pfsync0", "down", "-syncdev") == Result(0)
+    assert world.ifconfig("A", "pfsync0", "up") == Result(
+        1, "", "ifconfig: pfsync0: SIOCSIFFLAGS: Device not configured\n"
+    )
+    assert world.ifconfig("A", "pfsync0").stdout.startswith("pfsync0: flags=0<>")
+    assert world.demote_count("A") == 0
+
+
+def test_pfsync_syncdev_or_syncpeer_change_while_up_is_ebusy(world: World) -> None:
+    """pfsync_set_ioc(): a new syncdev or syncpeer while RUNNING, EBUSY; the same one is fine."""
+    busy = "ifconfig: pfsync0: SIOCSETPFSYNC: Device busy\n"
+    assert world.ifconfig("A", "pfsync0", "syncdev", "em1") == Result(1, "", busy)
+    assert world.ifconfig("A", "pfsync0", "syncpeer", "10.0.0.9") == Result(1, "", busy)
+    assert world.ifconfig("A", "pfsync0", "-syncdev") == Result(1, "", busy)
+    assert world.ifconfig("A", "pfsync0", "syncdev", "em2") == Result(0)
+    assert world.ifconfig("A", "pfsync0", "down", "syncdev", "em1", "up") == Result(0)
+
+
+def test_pfsync_enxio_for_a_second_pfsync_and_a_missing_syncdev(world: World) -> None:
+    """pfsync_clone_create(): unit != 0 is ENXIO; pfsync_set_ioc(): if_unit() NULL, ENXIO."""
+    assert world.ifconfig("A", "pfsync1", "create") == Result(
+        1, "", "ifconfig: pfsync1: SIOCIFCREATE: Device not configured\n"
+    )
+    assert world.ifconfig("A", "pfsync0", "down") == Result(0)
+    assert world.ifconfig("A", "pfsync0", "syncdev", "em9") == Result(
+        1, "", "ifconfig: pfsync0: SIOCSETPFSYNC: Device not configured\n"
+    )
+
+
+def test_pfsync_up_holds_32_until_the_bulk_update_is_done(world: World, clock: Clock) -> None:
+    """pfsync_up() and pfsync_bulk_req_evt(): +1 "pfsync up", +32 "pfsync start", -1 "pfsync
+    link" (syncdev has link: the request goes out), -32 "pfsync done" when the peer's bulk
+    update arrives."""
+    assert world.ifconfig("A", "pfsync0", "down") == Result(0)
+    assert world.ifconfig("A", "pfsync0", "up") == Result(0)
+    assert world.demote_count("A") == 32
+    clock.step(0.2)
+    assert world.demote_count("A") == 0
+    reasons = [e.text.rsplit("(", 1)[1] for e in world.events() if e.group == "carp"][-4:]
+    assert reasons == ["pfsync up)", "pfsync start)", "pfsync link)", "pfsync done)"]
+
+
+def test_pfsync_bulk_gives_up_without_a_peer(world: World, clock: Clock) -> None:
+    """pfsync_bulk_req_evt(): SENT, 2 s per try, PFSYNC_MAX_BULKTRIES (12) tries, then done;
+    the +32 is carried meanwhile, beside carpd-py's own share of the counter."""
+    world.ifconfig("B", "pfsync0", "down")
+    world.ifconfig("A", "pfsync0", "down")
+    world.ifconfig("A", "-g", "carp", "carpdemote", "5")  # an admin's (or carpd-py's) share
+    world.ifconfig("A", "pfsync0", "up")
+    assert world.demote_count("A") == 37
+    clock.step(23.9)
+    assert world.demote_count("A") == 37
+    clock.step(0.2)
+    assert world.demote_count("A") == 5
+
+
+def test_pfsync_waits_30s_for_the_syncdev_link(world: World, clock: Clock) -> None:
+    """pfsync_bulk_req_evt(START): no link, the request waits; the link comes, it goes out."""
+    world.ifconfig("A", "pfsync0", "down")
+    world.set_link("A", "em2", up=False)
+    world.ifconfig("A", "pfsync0", "up")
+    assert world.demote_count("A") == 33  # +1 no link, +32 bulk
+    clock.step(10)
+    world.set_link("A", "em2", up=True)
+    assert world.demote_count("A") == 32
+    clock.step(0.2)
+    assert world.demote_count("A") == 0
+
+
+# --- the smaller mismatches ------------------------------------------------------------------
+
+
+def test_plain_ifconfig_shows_the_first_inet_only(world: World) -> None:
+    """printif(NULL, 0) for `ifconfig` and `-a` (noinet: first AF_INET only), printif(NULL, 1)
+    for `-A`, printif(&ifr, 1) for a name."""
+    assert world.ifconfig("A", "em1", "10.10.10.12/24", "alias") == Result(0)
+    second = "\tinet 10.10.10.12 netmask 0xffffff00 broadcast 10.10.10.255\n"
+    assert second not in world.ifconfig("A").stdout
+    assert second not in world.ifconfig("A", "-a").stdout
+    assert second in world.ifconfig("A", "-A").stdout
+    assert second in world.ifconfig("A", "em1").stdout
+    assert "\tinet6 ::1 prefixlen 128\n" in world.ifconfig("A").stdout
+
+
+def test_carpnodes_needs_the_colon_right_after_the_vhid(world: World) -> None:
+    """setcarp_nodes(): sscanf(str, "%u:%u") must convert both."""
+    assert world.ifconfig("A", "carp0", "carpnodes", "1x:2") == Result(
+        1, "", "ifconfig: non parsable arg: 1x:2\n"
+    )
+    assert world.ifconfig("A", "carp0", "carpnodes", "1 :2").code == 1
+
+
+def test_a_group_the_interface_has_is_no_error(world: World) -> None:
+    """setifgroup(): SIOCAIFGROUP's EEXIST is ignored."""
+    assert world.ifconfig("A", "em0", "group", "egress") == Result(0)
+    assert world.ifconfig("A", "em0", "group", "wan") == Result(0)
+    assert world.ifconfig("A", "em0", "group", "wan") == Result(0)
+
+
+def test_a_description_with_a_newline_does_not_spoil_the_read(world: World) -> None:
+    """setifdesc() stores the text as given and status() prints it raw: a newline in it
+    starts a line that is no interface header; the rest of the output still parses."""
+    assert world.ifconfig("A", "carp0", "description", "WAN VIP\nsee ticket 42") == Result(0)
+    out = world.ifconfig("A").stdout
+    assert "\tdescription: WAN VIP\nsee ticket 42\n" in out
+    interfaces = parse_ifconfig(out)
+    assert [i.name for i in interfaces][-2:] == ["carp0", "carp1"]
+    carp0 = next(i for i in interfaces if i.name == "carp0")
+    assert carp0.description == "WAN VIP\nsee ticket 42"
+    assert carp0.carp is not None
+    assert carp0.carp.nodes[0].state == "MASTER"

@@ -15,6 +15,7 @@ from carpd_py.config import PlatformConfig
 from carpd_py.host import MissingInterface, NotPermitted, OpenBSDHost, Unparsable
 from carpd_py.parse import ParseError, parse_group, parse_ifconfig, parse_sysctl
 from carpd_py.sim.cli import run_tool
+from carpd_py.sim.harness import wait_until
 from carpd_py.sim.state import BACKUP, MASTER
 from carpd_py.sim.world import World
 
@@ -61,14 +62,16 @@ def test_output_reads_back_to_the_view(tmp_path: Path, topology: str) -> None:
         assert parse_sysctl(values.stdout) == dict(view.sysctl)
 
 
-def test_a_change_through_the_executable_is_seen_by_both(
-    world: World, bin_a: tuple[str, str]
-) -> None:
-    ifconfig, sysctl = bin_a
+def test_a_change_through_the_executable_is_seen_by_both(tmp_path: Path) -> None:
+    """carp_setrun() after SIOCSVH: B preempts (it has preempt on) when A's next
+    advertisement, 1 + 240/256 simulated seconds later, carries advskew 240; the world runs
+    20 times faster than real time here, for every process."""
+    world = World.create(tmp_path / "fast.json", timescale=20)
+    ifconfig, sysctl = world.install_bin(tmp_path / "bin-fast", node="A")
     assert run(ifconfig, "carp0", "advskew", "240").returncode == 0
     assert run(sysctl, "net.inet.carp.preempt=0").stdout == "net.inet.carp.preempt: 1 -> 0\n"
-    assert world.state("A", "carp0") == BACKUP  # B has preempt on
-    assert world.state("B", "carp0") == MASTER
+    wait_until(lambda: world.state("B", "carp0") == MASTER, 10, "B takes carp0 over")
+    assert world.state("A", "carp0") == BACKUP
     (carp0,) = parse_ifconfig(run(ifconfig, "carp0").stdout)
     assert carp0 == world.view("A").get("carp0")
     assert carp0.carp is not None

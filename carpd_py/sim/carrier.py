@@ -56,13 +56,13 @@ def moved(printed: dict[str, Any]) -> dict[str, bool]:
 
 def follow(store: Store, node: str, changes: dict[str, bool]) -> None:
     """Set the carriers of `node` as given, through the kernel (link hooks, elections)."""
-    from .kernel import Kernel  # noqa: PLC0415 (the write path only)
+    from .kernel import transaction  # noqa: PLC0415 (the write path only)
     from .state import ETHER  # noqa: PLC0415
 
-    with store.transaction() as (world, events):
-        n = world.node(node)
+    with transaction(store, time.time()) as kernel:
+        n = kernel.world.node(node)
         for name, up in changes.items():
             iface = n.get(name)
             if iface is not None and iface.kind == ETHER:
                 iface.carrier = up
-        Kernel(world, events, time.time()).settle()
+        kernel.settle()

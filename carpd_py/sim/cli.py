@@ -1,10 +1,11 @@
 """`carpd-sim`: drive the simulated host by hand; and `run_tool`, what the executables run.
 
-    carpd-sim --state FILE create [--topology handbook|single|multivhid|scale:N]
+    carpd-sim --state FILE create [--topology handbook|single|multivhid|scale:N] [--timescale X]
     carpd-sim --state FILE link NODE IF up|down
     carpd-sim --state FILE sysctl NODE NAME=VALUE
     carpd-sim --state FILE show NODE
-    carpd-sim --state FILE events [--all]
+    carpd-sim --state FILE events [--all] [--json]
+    carpd-sim --state FILE tick [--interval SEC] [--for SEC] [--json]
     carpd-sim --state FILE install-bin NODE DIR
     carpd-sim --state FILE fault NODE [--hang SEC] [--garbage on|off] [--unprivileged on|off]
     carpd-sim --state FILE run NODE ifconfig|sysctl [ARGS...]
@@ -15,6 +16,7 @@ modules the simulation needs (no trio, no argparse until `main`).
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import time
@@ -27,6 +29,8 @@ from .sysctl_cmd import Sysctl, sysctl_writes
 TYPE_CHECKING = False  # keep the executables' imports to json and friends: see printed.py
 if TYPE_CHECKING:
     from collections.abc import Sequence
+
+    from .events import SimEvent
 
 GARBAGE = "%%% carpd-sim: garbage instead of the output of {tool} (fault injected) %%%\n"
 
@@ -48,6 +52,9 @@ def run_tool(tool: str, state: str, node: str, argv: Sequence[str]) -> int:
         return 1
     if printed["hang"] > 0:
         time.sleep(printed["hang"])  # a stuck ioctl: it answers late, with what is true then
+        printed = store.read_printed(node)
+    if printed.get("due") is not None and time.time() >= printed["due"]:
+        _advance(store)  # a timer ran out since the last write: bring the world to now
         printed = store.read_printed(node)
     if tool == "ifconfig" and "carrier_from" in printed:  # bound to a real namespace
         changes = carrier.moved(printed)
@@ -71,15 +78,22 @@ def run_tool(tool: str, state: str, node: str, argv: Sequence[str]) -> int:
 def _write(tool: str, store: Store, node: str, argv: Sequence[str]) -> Result:
     # The write path loads the kernel; the read path above never imports it.
     from .ifconfig_cmd import run_ifconfig  # noqa: PLC0415
-    from .kernel import Kernel  # noqa: PLC0415
+    from .kernel import transaction  # noqa: PLC0415
     from .sysctl_cmd import run_sysctl  # noqa: PLC0415
 
     program = run_ifconfig if tool == "ifconfig" else run_sysctl
-    with store.transaction() as (world, events):
-        kernel = Kernel(world, events, time.time())
+    wall = time.time()
+    with transaction(store, wall) as kernel:
         result = program(kernel, node, argv)
-    store.log_command(kernel.now, node, [tool, *argv], result.code)
+    store.log_command(wall, node, [tool, *argv], result.code)
     return result
+
+
+def _advance(store: Store) -> None:
+    from .kernel import transaction  # noqa: PLC0415 (not on the read path)
+
+    with transaction(store, time.time()):
+        pass
 
 
 def _emit(result: Result) -> None:
@@ -87,6 +101,21 @@ def _emit(result: Result) -> None:
     sys.stdout.flush()
     sys.stderr.write(result.stderr)
     sys.stderr.flush()
+
+
+def _print_event(event: SimEvent, hosts: dict[str, str], *, every: bool, as_json: bool) -> None:
+    """A kernel log line as syslogd writes it (with `every`, also those not logged); or, with
+    `as_json`, every event as one JSON object."""
+    if as_json:
+        print(json.dumps(event.to_json(), separators=(",", ":")))
+        return
+    if not event.text:
+        return
+    line = event.syslog_line(hosts.get(event.node, event.node))
+    if event.logged:
+        print(line)
+    elif every:
+        print(f"{line}  [not logged: net.inet.carp.log < {event.level}]")
 
 
 def _onoff(text: str) -> bool:
@@ -114,6 +143,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("create", help="write a new world")
     p.add_argument("--topology", default="handbook", help="handbook, single, multivhid, scale:N")
+    p.add_argument(
+        "--timescale",
+        type=float,
+        help="simulated seconds per real second (default: $CARPD_SIM_TIMESCALE or 1)",
+    )
     p = sub.add_parser("link", help="carrier on/off on a physical interface")
     p.add_argument("node")
     p.add_argument("ifname")
@@ -125,6 +159,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("node")
     p = sub.add_parser("events", help="print the kernel log lines")
     p.add_argument("--all", action="store_true", help="also the lines net.inet.carp.log hides")
+    p.add_argument("--json", action="store_true", help="every event (also link events), JSON")
+    p = sub.add_parser("tick", help="advance the world continuously, print what happens")
+    p.add_argument("--interval", type=float, default=0.05, help="seconds between looks")
+    p.add_argument("--for", dest="duration", type=float, help="stop after this many seconds")
+    p.add_argument("--json", action="store_true", help="every event as JSON, one a line")
     p = sub.add_parser("install-bin", help="write ifconfig and sysctl for a node")
     p.add_argument("node")
     p.add_argument("directory")
@@ -143,7 +182,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         if args.command == "create":
-            world = World.create(args.state, args.topology)
+            world = World.create(args.state, args.topology, timescale=args.timescale)
             print(f"{world.path}: {', '.join(world.nodes())} ({args.topology})")
             return 0
         if args.command == "run":
@@ -163,11 +202,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif args.command == "events":
             hosts = {n.name: n.hostname for n in world.read().nodes.values()}
             for event in world.events():
-                if event.logged:
-                    print(event.syslog_line(hosts.get(event.node, event.node)))
-                elif args.all:
-                    line = event.syslog_line(hosts.get(event.node, event.node))
-                    print(f"{line}  [not logged: net.inet.carp.log < {event.level}]")
+                _print_event(event, hosts, every=args.all, as_json=args.json)
+        elif args.command == "tick":
+            # Every event logged from now on (by the timers run here, or by commands), in order.
+            offset = world.events_from(0)[1]
+            hosts = {n.name: n.hostname for n in world.read().nodes.values()}
+            start = time.monotonic()
+            try:
+                while args.duration is None or time.monotonic() - start < args.duration:
+                    world.advance()
+                    events, offset = world.events_from(offset)
+                    for event in events:
+                        _print_event(event, hosts, every=True, as_json=args.json)
+                    sys.stdout.flush()
+                    time.sleep(max(args.interval, 0.001))
+            except KeyboardInterrupt:
+                return 0
         elif args.command == "install-bin":
             for path in world.install_bin(args.directory, args.node):
                 print(path)

@@ -1,4 +1,19 @@
-"""Kernel log lines of the simulated nodes: carp state transitions and demotions."""
+"""What happens in the simulated kernel, with its simulated time: `SimEvent`.
+
+Kinds (`SimEvent.kind`):
+
+- "carp": a carp state transition of one vhost (iface, vhid, old, new); `text` is the kernel
+  log line (carp_set_state());
+- "demote": a demote counter of a group changed (group, count; iface is the interface that
+  moved it); `text` is carp_group_demote_adj()'s log line, empty for `carpdemote` from
+  userland (if_setgroupattribs() logs nothing);
+- "link": an interface's flags or link state changed (iface, index, flags, link_state, `new`
+  is the link state's name) -- what OpenBSD announces with RTM_IFINFO;
+- "arrival" / "departure": an interface was created or destroyed (iface, index) -- what
+  OpenBSD announces with RTM_IFANNOUNCE.
+
+Only events with a `text` are kernel log lines (`carpd-sim events`, /var/log/messages).
+"""
 
 from __future__ import annotations
 
@@ -11,14 +26,23 @@ if TYPE_CHECKING:
 
 # syslog levels (sys/syslog.h) used by CARP_LOG
 LOG_CRIT, LOG_ERR, LOG_WARNING = 2, 3, 4
+LOG_INFO = 6
+
+# sys/net/if.h LINK_STATE_*, and the names if_link_state names them by
+LINK_STATE_UNKNOWN, LINK_STATE_INVALID, LINK_STATE_DOWN = 0, 1, 2
+LINK_STATE_UP, LINK_STATE_FULL_DUPLEX = 4, 6
+LINK_STATE_NAMES = {0: "unknown", 1: "invalid", 2: "down", 4: "up", 6: "full-duplex"}
+
+CARP, DEMOTE, LINK, ARRIVAL, DEPARTURE = "carp", "demote", "link", "arrival", "departure"
 
 
 @dataclass(frozen=True)
 class SimEvent:
-    """One line the kernel would log (`logged`) or would log at a higher net.inet.carp.log.
+    """One thing that happened in a node's kernel at simulated time `time` (see the kinds above).
 
-    Every carp state change is an event, logged or not. `text` is what follows `/bsd: ` in
-    /var/log/messages, e.g. `carp0: state transition: BACKUP -> MASTER`.
+    Every carp state change is an event, logged or not (`logged`: at the node's
+    net.inet.carp.log). `text` is what follows `/bsd: ` in /var/log/messages, e.g.
+    `carp0: state transition: BACKUP -> MASTER`; empty for events that are not log lines.
     """
 
     seq: int
@@ -29,12 +53,23 @@ class SimEvent:
     logged: bool
     iface: str | None = None
     vhid: int | None = None
-    old: str | None = None  # state transitions only
-    new: str | None = None
+    old: str | None = None  # carp: the old state
+    new: str | None = None  # carp: the new state; link: the new link state's name
+    kind: str = CARP
+    index: int | None = None  # link, arrival, departure: the interface index
+    flags: int | None = None  # link: the interface flags (IFF_*)
+    link_state: int | None = None  # link: LINK_STATE_*
+    group: str | None = None  # demote: the group
+    count: int | None = None  # demote: the group's new demote counter
 
     @property
     def is_transition(self) -> bool:
-        return self.new is not None
+        return self.kind == CARP and self.new is not None
+
+    @property
+    def is_log(self) -> bool:
+        """A kernel log line (logged or not at the node's log level)."""
+        return bool(self.text)
 
     def syslog_line(self, hostname: str) -> str:
         """`Jul  8 12:34:56 fw1 /bsd: carp0: state transition: BACKUP -> MASTER`."""
@@ -53,6 +88,12 @@ class SimEvent:
             "vhid": self.vhid,
             "old": self.old,
             "new": self.new,
+            "kind": self.kind,
+            "index": self.index,
+            "flags": self.flags,
+            "link_state": self.link_state,
+            "group": self.group,
+            "count": self.count,
         }
 
     @classmethod

@@ -5,6 +5,10 @@ world file, a config file, a state file, a control socket and a log; the daemon 
 `carpd-py` console script started as a process, exactly as rc.d would run it (with -d so its
 log can be read from a file). A node given a network namespace (`netns`) has its daemon started
 inside it with `ip netns exec NAME` (the network lab: `lab.py`).
+
+Elections take time (see kernel.py): wait for a role with a deadline (`wait_until`), never
+assume a change settles at once. A `Ticker` advances the world every `tick` seconds while the
+harness lives, so its event log fills as things happen even when nobody reads.
 """
 
 from __future__ import annotations
@@ -24,6 +28,8 @@ from pathlib import Path
 from typing import Any
 
 from ..model import CarpNode
+from .events import SimEvent
+from .ticker import INTERVAL, Ticker
 from .world import World
 
 
@@ -173,10 +179,16 @@ class Harness:
         topology: str = "handbook",
         *,
         netns: Mapping[str, str] | None = None,
+        tick: float | None = INTERVAL,
+        on_events: Callable[[list[SimEvent]], None] | None = None,
+        timescale: float | None = None,
     ) -> None:
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
-        self.world = World.create(self.root / "world.json", topology=topology)
+        self.world = World.create(self.root / "world.json", topology=topology, timescale=timescale)
+        self.ticker: Ticker | None = None
+        if tick is not None:
+            self.ticker = Ticker(self.world, interval=tick, on_events=on_events).start()
         self.nodes: dict[str, Node] = {}
         for name in self.world.nodes():
             directory = self.root / name
@@ -252,6 +264,9 @@ class Harness:
         for relay in self.relays.values():
             relay.close()
         self.relays = {}
+        if self.ticker is not None:
+            self.ticker.stop()
+            self.ticker = None
 
     def status(self, name: str) -> dict[str, Any]:
         """`carpctl status --json` of a running daemon ({} if it does not answer)."""
@@ -282,6 +297,19 @@ class Harness:
 
     def roles(self, name: str) -> dict[str, str]:
         return {key: n.state for key, n in self._per_vhid(name)}
+
+    def wait_roles(self, want: Mapping[str, Mapping[str, str]], timeout: float = 15.0) -> float:
+        """Wait until every node's roles are as given ({"A": {"carp0": "MASTER"}, ...});
+        return the seconds it took, or raise TimeoutError."""
+
+        def done() -> bool:
+            for name, roles in want.items():
+                have = self.roles(name)
+                if any(have.get(key) != role for key, role in roles.items()):
+                    return False
+            return True
+
+        return wait_until(done, timeout, f"roles {dict(want)}")
 
     def advskews(self, name: str) -> dict[str, int]:
         return {key: n.advskew for key, n in self._per_vhid(name)}

@@ -32,8 +32,8 @@ CARP_KEY_LEN = 20
 CARP_STATES = ("INIT", "BACKUP", "MASTER")
 
 
-def _uint(text: str) -> int | None:
-    """sscanf %u: leading blanks, optional sign, digits; a minus wraps as in C."""
+def _scan_uint(text: str) -> tuple[int | None, str]:
+    """sscanf %u: leading blanks, optional sign, digits (a minus wraps as in C); the rest."""
     stripped = text.lstrip(" \t\n\v\f\r")
     sign = stripped[:1] if stripped[:1] in ("+", "-") else ""
     digits = ""
@@ -42,9 +42,14 @@ def _uint(text: str) -> int | None:
             break
         digits += c
     if not digits:
-        return None
+        return None, text
+    rest = stripped[len(sign) + len(digits) :]
     value = int(digits) & 0xFFFFFFFF
-    return (-value) & 0xFFFFFFFF if sign == "-" else value
+    return ((-value) & 0xFFFFFFFF if sign == "-" else value), rest
+
+
+def _uint(text: str) -> int | None:
+    return _scan_uint(text)[0]
 
 
 def _ipv4(text: str) -> str | None:
@@ -204,7 +209,8 @@ class Ifconfig:
         try:
             self.kernel.siocaifgroup(self.node, self.ifname, group)
         except Errno as e:
-            raise self.err_(f"{group}: SIOCAIFGROUP", e) from None
+            if e.text != errors.EEXIST:  # setifgroup(): a group it already has is no error
+                raise self.err_(f"{group}: SIOCAIFGROUP", e) from None
 
     def unsetifgroup(self, group: str) -> None:
         if len(group.encode()) >= IFNAMSIZ:
@@ -314,8 +320,9 @@ class Ifconfig:
         for i, part in enumerate(p for p in val.split(",") if p):
             if i >= CARP_MAXNODES:
                 raise self.errx("too many carp nodes")
-            vhid_s, sep, skew_s = part.partition(":")
-            vhid, skew = _uint(vhid_s), _uint(skew_s) if sep else None
+            # sscanf(str, "%u:%u") == 2: the ':' must follow the vhid's digits at once
+            vhid, rest = _scan_uint(part)
+            skew = _uint(rest[1:]) if rest[:1] == ":" else None
             if vhid is None or skew is None:
                 raise self.errx(f"non parsable arg: {part}")
             if vhid > 255:

@@ -1,21 +1,52 @@
-"""The simulated kernel: the ioctls ifconfig uses, the link hooks, and `settle()`.
+"""The simulated kernel: the ioctls ifconfig uses, the link hooks, and the timers.
 
 Follows sys/netinet/ip_carp.c r1.370 (carp_ioctl, carp_set_ifp, carp_vhids_ioctl,
-carp_setrun, carp_set_state, carp_group_demote_adj, carp_carpdev_state), sys/net/if_pfsync.c
-(pfsync_syncdev_state) and sys/net/if.c (if_setgroupattribs, if_getgroupattribs). Time does
-not pass: after every change `settle()` runs the link hooks and the elections to their end.
-Each ioctl raises `Errno` with OpenBSD's strerror text on failure.
+carp_setrun, carp_send_ad, carp_master_down, carp_proto_input_c, carp_set_state,
+carp_group_demote_adj, carp_carpdev_state), sys/net/if_pfsync.c r1.332 (pfsync_up,
+pfsync_down, pfsync_set_ioc, pfsync_syncif_link, pfsync_bulk_req_evt) and sys/net/if.c
+(ifioctl, if_setgroupattribs, if_getgroupattribs). Each ioctl raises `Errno` with OpenBSD's
+strerror text on failure.
+
+Time passes as on the wire. A MASTER sends an advertisement every advbase + advskew/256 s
+(`Vhost.ad_at`), carrying its advbase, advskew and demote count as they are when it leaves; a
+BACKUP that hears one decides with carp_proto_input_c()'s rules (`election.react`) and restarts
+its master-down timer (`Vhost.md_at`, 3 x advbase + advskew/256 s), which makes it MASTER
+(carp_master_down()) when it runs out. `advance()` runs every timer due up to "now" in order;
+a world where no timer can change anything is at rest and is moved to "now" in one step.
+`settle()` runs the link hooks after a change and starts vhosts that can run.
 """
 
 from __future__ import annotations
 
+import math
 import re
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from . import errors
-from .election import Contender, elect
+from .election import Contender, react
 from .errors import Errno
-from .events import LOG_CRIT, LOG_ERR, LOG_WARNING, SimEvent
+from .events import (
+    ARRIVAL,
+    DEMOTE,
+    DEPARTURE,
+    LINK,
+    LINK_STATE_DOWN,
+    LINK_STATE_FULL_DUPLEX,
+    LINK_STATE_INVALID,
+    LINK_STATE_NAMES,
+    LINK_STATE_UNKNOWN,
+    LINK_STATE_UP,
+    LOG_CRIT,
+    LOG_ERR,
+    LOG_INFO,
+    LOG_WARNING,
+    SimEvent,
+)
+from .events import (
+    CARP as EV_CARP,
+)
 from .state import (
     BACKUP,
     CARP,
@@ -35,11 +66,41 @@ from .state import (
     Vhost,
     WorldState,
 )
-from .view import carp_running
+from .store import Store
+from .view import carp_running, iface_flags
 
 ZERO_MAC = "00:00:00:00:00:00"
 CARP_BAL_IP = 1
 _CLONE_NAME = re.compile(r"([a-z]+)([0-9]+)\Z")
+
+# if_pfsync.c r1.332: the bulk request waits 30 s for the syncdev's link, then 2 s for each of
+# PFSYNC_MAX_BULKTRIES requests. How long the peer takes to send its states is the model's
+# choice (a few hundred states on a LAN): BULK_ANSWER seconds after the request.
+BREQ_LINK_WAIT = 30.0
+BREQ_RETRY = 2.0
+PFSYNC_MAX_BULKTRIES = 12
+BULK_ANSWER = 0.1
+MAX_STEPS = 1_000_000  # timers run by one advance(): a guard against a modelling loop
+MAX_DEPTH = 16  # advertisements answered by advertisements within one instant
+
+
+def ad_interval(advbase: int, advskew: int) -> float:
+    """carp_setrun(MASTER) / carp_send_ad(): the time to the next advertisement."""
+    if advbase == 0 and advskew == 0:
+        return 1 / 256
+    return advbase + advskew / 256
+
+
+def md_interval(advbase: int, advskew: int) -> float:
+    """carp_setrun(BACKUP): the master-down timer."""
+    if advbase == 0 and advskew == 0:
+        return 3 / 256
+    if advbase == 0:
+        return 3 * advskew / 256
+    return 3 * advbase + advskew / 256
+
+
+Member = tuple[Node, Iface, Vhost]
 
 
 @dataclass
@@ -81,10 +142,17 @@ class Kernel:
     State changes and demotions are appended to `events` as the kernel would log them.
     """
 
-    def __init__(self, world: WorldState, events: list[SimEvent], now: float) -> None:
+    def __init__(self, world: WorldState, events: list[SimEvent], wall: float) -> None:
+        """A kernel over `world` at the wall-clock time `wall` (see `WorldState.sim_time`).
+
+        `now` starts where the world was left; `advance()` brings it to `target`.
+        """
         self.world = world
         self.events = events
-        self.now = now
+        self.now = world.now
+        self.target = world.sim_time(wall)
+        self._links = self._link_snapshot()
+        self._depth = 0
 
     # --- logging ---------------------------------------------------------------------------
 
@@ -98,6 +166,12 @@ class Kernel:
         vhid: int | None = None,
         old: str | None = None,
         new: str | None = None,
+        kind: str = EV_CARP,
+        index: int | None = None,
+        flags: int | None = None,
+        link_state: int | None = None,
+        group: str | None = None,
+        count: int | None = None,
     ) -> None:
         self.world.event_seq += 1
         self.events.append(
@@ -107,13 +181,61 @@ class Kernel:
                 node=node.name,
                 level=level,
                 text=text,
-                logged=node.sysctl["log"] >= level,  # CARP_LOG: carpctl_log >= level
+                logged=bool(text) and node.sysctl["log"] >= level,  # CARP_LOG
                 iface=iface,
                 vhid=vhid,
                 old=old,
                 new=new,
+                kind=kind,
+                index=index,
+                flags=flags,
+                link_state=link_state,
+                group=group,
+                count=count,
             )
         )
+
+    # --- link state messages ---------------------------------------------------------------
+
+    @staticmethod
+    def link_state(iface: Iface) -> int:
+        """if_link_state: carp_set_state() sets it from the leader vhost; em from its PHY."""
+        if iface.kind == ETHER:
+            return LINK_STATE_FULL_DUPLEX if iface.up and iface.carrier else LINK_STATE_DOWN
+        if iface.carp is not None:
+            leader = iface.carp.vhosts[0].state
+            if leader == MASTER:
+                return LINK_STATE_UP
+            return LINK_STATE_DOWN if leader == BACKUP else LINK_STATE_INVALID
+        return LINK_STATE_UNKNOWN
+
+    def _link_snapshot(self) -> dict[tuple[str, str], tuple[int, int, int]]:
+        return {
+            (node.name, i.name): (i.index, iface_flags(node, i), self.link_state(i))
+            for node in self.world.nodes.values()
+            for i in node.interfaces
+        }
+
+    def note_links(self) -> None:
+        """Events for what changed since the last look: RTM_IFANNOUNCE and RTM_IFINFO."""
+        new = self._link_snapshot()
+        old = self._links
+        if new == old:
+            return
+        for key in old.keys() - new.keys():
+            node = self.world.nodes.get(key[0])
+            if node is not None:
+                self._log(node, LOG_INFO, "", iface=key[1], kind=DEPARTURE, index=old[key][0])
+        for key, (index, flags, ls) in new.items():
+            node = self.world.nodes[key[0]]
+            if key not in old:
+                self._log(node, LOG_INFO, "", iface=key[1], kind=ARRIVAL, index=index)
+            if old.get(key, (None, None, None))[1:] != (flags, ls):
+                self._log(
+                    node, LOG_INFO, "", iface=key[1], kind=LINK, index=index, flags=flags,
+                    link_state=ls, new=LINK_STATE_NAMES.get(ls, str(ls)),
+                )  # fmt: skip
+        self._links = new
 
     # --- carp_softc primitives -------------------------------------------------------------
 
@@ -129,6 +251,10 @@ class Kernel:
         else:
             text = f"{iface.name}: state transition: {old} -> {state}"
         vhe.state = state
+        if state != MASTER:
+            vhe.ad_at = None
+        if state != BACKUP:
+            vhe.md_at = None
         self._log(node, level, text, iface=iface.name, vhid=vhe.vhid, old=old, new=state)
 
     def set_state_all(self, node: Node, iface: Iface, state: str) -> None:
@@ -136,30 +262,166 @@ class Kernel:
         for vhe in iface.carp.vhosts:
             self.set_state(node, iface, vhe, state)
 
+    def setrun(self, node: Node, iface: Iface, vhe: Vhost) -> None:
+        """carp_setrun(): (re)start the vhost's timer for its state.
+
+        INIT becomes BACKUP; a BACKUP's master-down timer and a MASTER's advertisement timer
+        start again from now (timeout_add() moves a pending timeout).
+        """
+        sc = iface.carp
+        assert sc is not None
+        if sc.carpdev is None:
+            self.set_state_all(node, iface, INIT)
+            return
+        if vhe.vhid == 0 or not carp_running(node, iface):
+            return  # IFF_RUNNING cleared; the state stays
+        if vhe.state == INIT:
+            self.set_state(node, iface, vhe, BACKUP)
+        if vhe.state == BACKUP:
+            vhe.ad_at = None
+            vhe.md_at = self.now + md_interval(sc.advbase, vhe.advskew)
+        elif vhe.state == MASTER:
+            vhe.ad_at = self.now + ad_interval(sc.advbase, vhe.advskew)
+
     def setrun_all(self, node: Node, iface: Iface) -> None:
-        """carp_setrun_all(): INIT -> BACKUP where the interface can run; INIT where not."""
+        """carp_setrun_all(); an interface that cannot run has its vhosts in INIT."""
         sc = iface.carp
         assert sc is not None
         if carp_running(node, iface):
             for vhe in sc.vhosts:
-                if vhe.vhid > 0 and vhe.state == INIT:
-                    self.set_state(node, iface, vhe, BACKUP)
+                self.setrun(node, iface, vhe)
         else:
             self.set_state_all(node, iface, INIT)
 
     def demote_adj(self, node: Node, iface: Iface, adj: int, reason: str) -> None:
-        """carp_group_demote_adj(): add adj to every group of the interface but "all"."""
+        """carp_group_demote_adj(): add adj to every group of the interface but "all".
+
+        A group that goes from 0 to 1 makes every master send an advertisement at once
+        (carp_send_ad_all()), so that a backup takes over without waiting.
+        """
         if iface.carp is not None:
             iface.carp.demote_cnt = max(0, iface.carp.demote_cnt + adj)
+        need_ad = False
         for group in iface.groups:
             dm = node.group_demote.get(group, 0)
             dm = dm + adj if dm + adj >= 0 else 0
             node.group_demote[group] = dm
+            need_ad = need_ad or (adj > 0 and dm == 1)
             self._log(
                 node,
                 LOG_ERR,
                 f"carp: {iface.name} demoted group {group} by {adj} to {dm} ({reason})",
+                iface=iface.name,
+                kind=DEMOTE,
+                group=group,
+                count=dm,
             )
+        if need_ad:
+            self.send_ad_all(node)
+
+    # --- advertisements and timers ---------------------------------------------------------
+
+    def _contender(self, node: Node, iface: Iface, vhe: Vhost) -> Contender:
+        assert iface.carp is not None
+        return Contender(
+            state=vhe.state,
+            advbase=iface.carp.advbase,
+            advskew=vhe.advskew,
+            demote=node.carp_demote_count(iface),
+            preempt=node.sysctl["preempt"] != 0,
+        )
+
+    def hears(self, rnode: Node, riface: Iface, snode: Node, siface: Iface) -> bool:
+        """Whether `riface` receives and accepts `siface`'s advertisements (carp_proto_input).
+
+        Same segment (carpdev name) and vhid are the caller's; here: another node,
+        net.inet.carp.allow, the HMAC (password, vhid, sorted IPv4 addresses), and where the
+        advertisements go (multicast, or unicast to an address on the receiver's carpdev).
+        """
+        rsc, ssc = riface.carp, siface.carp
+        assert rsc is not None
+        assert ssc is not None
+        if rnode is snode or rnode.sysctl["allow"] == 0:
+            return False
+        if rsc.key != ssc.key or sorted(riface.inet4()) != sorted(siface.inet4()):
+            return False
+        if is_multicast(ssc.peer):
+            return is_multicast(rsc.peer)
+        dev = rnode.get(rsc.carpdev) if rsc.carpdev is not None else None
+        return not is_multicast(rsc.peer) and dev is not None and ssc.peer in dev.inet4()
+
+    def receivers(self, node: Node, iface: Iface, vhe: Vhost) -> list[Member]:
+        """Who gets an advertisement of this vhost: same carpdev name and vhid, UP|RUNNING,
+        not INIT, and accepting it."""
+        sc = iface.carp
+        assert sc is not None
+        out: list[Member] = []
+        for other in self.world.nodes.values():
+            if other is node:
+                continue
+            for oif in other.interfaces:
+                osc = oif.carp
+                if osc is None or osc.carpdev != sc.carpdev or not carp_running(other, oif):
+                    continue
+                for ovhe in osc.vhosts:
+                    if ovhe.vhid != vhe.vhid or ovhe.state == INIT:
+                        continue
+                    if self.hears(other, oif, node, iface):
+                        out.append((other, oif, ovhe))
+        return out
+
+    def send_ad(self, node: Node, iface: Iface, vhe: Vhost, *, bow_out: bool = False) -> None:
+        """carp_send_ad(): advertise advbase, advskew and the demote count as they are now.
+
+        Bowing out (the interface going down) advertises 255/255 and schedules nothing.
+        """
+        sc = iface.carp
+        assert sc is not None
+        if sc.carpdev is None:
+            return
+        sender = self._contender(node, iface, vhe)
+        if bow_out:
+            sender.advbase = sender.advskew = 255
+        else:
+            vhe.ad_at = self.now + ad_interval(sc.advbase, vhe.advskew)
+        if self._depth >= MAX_DEPTH:
+            return
+        self._depth += 1
+        try:
+            for rnode, riface, rvhe in self.receivers(node, iface, vhe):
+                self.proto_input(rnode, riface, rvhe, sender)
+        finally:
+            self._depth -= 1
+
+    def send_ad_all(self, node: Node) -> None:
+        """carp_send_ad_all(): every MASTER vhost of every running carp interface."""
+        for iface in node.interfaces:
+            if iface.carp is not None and carp_running(node, iface):
+                for vhe in iface.carp.vhosts:
+                    if vhe.state == MASTER:
+                        self.send_ad(node, iface, vhe)
+
+    def proto_input(self, node: Node, iface: Iface, vhe: Vhost, sender: Contender) -> None:
+        """carp_proto_input_c(): one advertisement arrives at a receiver."""
+        new = react(self._contender(node, iface, vhe), sender)
+        if vhe.state == MASTER:
+            if new == BACKUP:
+                self.set_state(node, iface, vhe, BACKUP)
+                self.setrun(node, iface, vhe)
+        elif vhe.state == BACKUP:
+            if new == MASTER:
+                self.master_down(node, iface, vhe)
+            else:
+                self.setrun(node, iface, vhe)  # reset the master-down timer
+
+    def master_down(self, node: Node, iface: Iface, vhe: Vhost) -> None:
+        """carp_master_down(): a BACKUP becomes MASTER and advertises at once."""
+        if vhe.state != BACKUP:
+            return
+        self.set_state(node, iface, vhe, MASTER)
+        self.send_ad(node, iface, vhe)
+        if vhe.state == MASTER:
+            self.setrun(node, iface, vhe)
 
     def carpdev_state(self, node: Node, iface: Iface) -> None:
         """carp_carpdev_state(): the link hook of the carpdev."""
@@ -179,22 +441,117 @@ class Kernel:
             self.setrun_all(node, iface)
             self.demote_adj(node, iface, -1, "carpdev")
 
-    def pfsync_syncdev_state(self, node: Node, iface: Iface) -> None:
-        """pfsync_syncdev_state(): the link hook of the syncdev."""
+    # --- pfsync (if_pfsync.c r1.332, OpenBSD 7.4 and later) ------------------------------
+
+    def pfsync_up(self, node: Node, iface: Iface) -> None:
+        """pfsync_up(): RUNNING, +1 until the syncdev has link, +32 until the bulk update."""
+        sc = iface.pfsync
+        assert sc is not None
+        dev = node.get(sc.syncdev) if sc.syncdev is not None else None
+        if dev is None:
+            raise Errno(errors.ENXIO)
+        sc.sync_if_down = True
+        self.demote_adj(node, iface, 1, "pfsync up")
+        iface.up = True
+        self.bulk_req_evt(node, iface, "up")
+        self.syncif_link(node, iface)
+
+    def pfsync_down(self, node: Node, iface: Iface) -> None:
+        """pfsync_down(): not RUNNING; gives back the demotions pfsync holds."""
+        sc = iface.pfsync
+        assert sc is not None
+        iface.up = False
+        if sc.sync_if_down:
+            self.demote_adj(node, iface, -1, "pfsync down")
+            sc.sync_if_down = False
+        self.bulk_req_evt(node, iface, "down")
+
+    def syncif_link(self, node: Node, iface: Iface) -> None:
+        """pfsync_syncif_link(): the syncdev's link hook, while pfsync runs.
+
+        7.4+ keeps pfsync0 UP,RUNNING: the link only moves the demote counter ("pfsync link").
+        """
         sc = iface.pfsync
         assert sc is not None
         if not iface.up:
             return
         dev = node.get(sc.syncdev) if sc.syncdev is not None else None
-        if dev is None:
+        down = dev is None or not dev.link_up
+        if not down:
+            self.bulk_req_evt(node, iface, "link")
+        if sc.sync_if_down != down:
+            self.demote_adj(node, iface, 1 if down else -1, "pfsync link")
+        sc.sync_if_down = down
+
+    def _bulk_peer(self, node: Node, iface: Iface) -> bool:
+        """Whether a peer would answer a bulk request now: another node's pfsync running on
+        a syncdev of the same name, both links up."""
+        sc = iface.pfsync
+        assert sc is not None
+        dev = node.get(sc.syncdev) if sc.syncdev is not None else None
+        if dev is None or not dev.link_up:
+            return False
+        for other in self.world.nodes.values():
+            if other is node:
+                continue
+            for oif in other.interfaces:
+                osc = oif.pfsync
+                if osc is None or not oif.up or osc.syncdev != sc.syncdev:
+                    continue
+                odev = other.get(osc.syncdev) if osc.syncdev is not None else None
+                if odev is not None and odev.link_up:
+                    return True
+        return False
+
+    def _bulk_req_send(self, node: Node, iface: Iface) -> None:
+        """pfsync_bulk_req_send(): the peer, if there is one, answers BULK_ANSWER s later."""
+        sc = iface.pfsync
+        assert sc is not None
+        if sc.bus_at is None and self._bulk_peer(node, iface):
+            sc.bus_at = self.now + BULK_ANSWER
+
+    def _bulk_req_done(self, node: Node, iface: Iface) -> None:
+        """pfsync_bulk_req_nstate_done()."""
+        sc = iface.pfsync
+        assert sc is not None
+        sc.breq, sc.breq_at, sc.bus_at = "done", None, None
+        if sc.breq_demoted:
+            sc.breq_demoted = False
+            self.demote_adj(node, iface, -32, "pfsync done")
+
+    def bulk_req_evt(self, node: Node, iface: Iface, evt: str) -> None:
+        """pfsync_bulk_req_evt(): events up, link, tmo, bus (the peer's bulk update), down."""
+        sc = iface.pfsync
+        assert sc is not None
+        if evt == "down":
+            sc.breq_tries, sc.breq, sc.breq_at, sc.bus_at = 0, "none", None, None
+            if sc.breq_demoted:
+                sc.breq_demoted = False
+                self.demote_adj(node, iface, -32, "pfsync down")
             return
-        if not dev.link_up:
-            if not sc.link_demoted:
-                self.demote_adj(node, iface, 1, "pfsync link state down")
-                sc.link_demoted = True
-        elif sc.link_demoted:
-            self.demote_adj(node, iface, -1, "pfsync link state up")
-            sc.link_demoted = False
+        state = sc.breq
+        if state == "none" and evt == "up":
+            sc.breq_demoted = True
+            self.demote_adj(node, iface, 32, "pfsync start")
+            sc.breq, sc.breq_at = "start", self.now + BREQ_LINK_WAIT
+        elif state == "start":
+            if evt == "link":
+                self._bulk_req_send(node, iface)
+                sc.breq, sc.breq_at = "sent", self.now + BREQ_RETRY
+            elif evt in ("tmo", "bus"):
+                self._bulk_req_done(node, iface)
+        elif state == "sent":
+            if evt == "bus":
+                self._bulk_req_done(node, iface)
+            elif evt == "tmo":
+                sc.breq_tries += 1
+                if sc.breq_tries < PFSYNC_MAX_BULKTRIES:
+                    self._bulk_req_send(node, iface)
+                    sc.breq_at = self.now + BREQ_RETRY
+                else:
+                    self._bulk_req_done(node, iface)
+        if evt == "bus":
+            sc.bus_at = None
 
     @staticmethod
     def vhe_enaddr(sc: CarpSoftc) -> str:
@@ -251,7 +608,7 @@ class Kernel:
             raise Errno(errors.EEXIST)
         cloner, unit = m.group(1), int(m.group(2))
         if cloner == "pfsync" and unit != 0:
-            raise Errno(errors.EINVAL)
+            raise Errno(errors.ENXIO)  # pfsync_clone_create()
         index = node.next_index
         node.next_index += 1
         if cloner == "carp":
@@ -276,20 +633,30 @@ class Kernel:
             raise Errno(errors.EINVAL if iface.kind == ETHER else errors.EPERM)
         if iface.carp is not None:
             self.carpdetach(node, iface)
-        if iface.pfsync is not None and iface.pfsync.link_demoted:
-            self.demote_adj(node, iface, -1, "pfsync destroy")
+        if iface.pfsync is not None and iface.up:
+            self.pfsync_down(node, iface)  # pfsync_clone_destroy()
         node.interfaces.remove(iface)
         for group in list(node.group_demote):
             if not node.group_exists(group):
                 del node.group_demote[group]  # if_delgroup(): the counter goes with the group
 
     def siocsifflags(self, node: Node, iface: Iface, up: bool) -> None:
+        """ifioctl(SIOCSIFFLAGS): the flags, then the driver; a driver error undoes them."""
         self._suser(node)
-        iface.up = up  # ifioctl() sets the flags before it calls the driver
+        if iface.pfsync is not None:  # pfsync_ioctl(): up runs pfsync_up(), down pfsync_down()
+            if up and not iface.up:
+                self.pfsync_up(node, iface)
+            elif not up and iface.up:
+                self.pfsync_down(node, iface)
+            return
+        iface.up = up
         if iface.carp is not None:
             first = iface.carp.vhosts[0]
             if first.state != INIT and not up:
-                self.set_state_all(node, iface, INIT)  # after bowing out (advskew 255)
+                for vhe in iface.carp.vhosts:  # bow out: advertise 255/255 before leaving
+                    if vhe.state == MASTER:
+                        self.send_ad(node, iface, vhe, bow_out=True)
+                self.set_state_all(node, iface, INIT)
             elif first.state == INIT and up:
                 self.setrun_all(node, iface)
 
@@ -301,7 +668,7 @@ class Kernel:
         self._suser(node)
         iface = self.ifunit(node, name)
         if group in iface.groups:
-            raise Errno(errors.EEXIST)
+            raise Errno(errors.EEXIST)  # ifconfig's setifgroup() ignores it
         iface.groups.append(group)
         node.group_demote.setdefault(group, 0)
         if iface.carp is not None and iface.carp.demote_cnt:  # carp_ifgroup_ioctl()
@@ -375,10 +742,10 @@ class Kernel:
         if first.state not in (INIT, req.state):
             if req.state == BACKUP:
                 self.set_state_all(node, iface, BACKUP)
+                self.setrun_all(node, iface)
             elif req.state == MASTER:
                 for vhe in sc.vhosts:
-                    if vhe.state == BACKUP:
-                        self.set_state(node, iface, vhe, MASTER)
+                    self.master_down(node, iface, vhe)
         self._vhids_ioctl(node, iface, req)
         if req.advbase > 255:
             raise Errno(errors.EINVAL)
@@ -458,15 +825,25 @@ class Kernel:
         return PfsyncReq(sc.syncdev or "", sc.syncpeer, sc.maxupd, sc.defer)
 
     def siocsetpfsync(self, node: Node, iface: Iface, req: PfsyncReq) -> None:
+        """pfsync_set_ioc(): ENXIO for a syncdev that does not exist; EBUSY for a new
+        syncdev or syncpeer while pfsync runs."""
         sc = iface.pfsync
         if sc is None:
             raise Errno(errors.ENOTTY)
         self._suser(node)
         if req.maxupd > 255:
             raise Errno(errors.EINVAL)
-        if req.syncdev and node.get(req.syncdev) is None:
-            raise Errno(errors.EINVAL)
-        sc.syncpeer = None if req.syncpeer in (None, "224.0.0.240") else req.syncpeer
+        wantdown = True
+        if req.syncdev:
+            if node.get(req.syncdev) is None:
+                raise Errno(errors.ENXIO)
+            wantdown = req.syncdev != sc.syncdev
+        syncpeer = None if req.syncpeer in (None, "224.0.0.240") else req.syncpeer
+        if syncpeer != sc.syncpeer:
+            wantdown = True
+        if wantdown and iface.up:
+            raise Errno(errors.EBUSY)
+        sc.syncpeer = syncpeer
         sc.maxupd = req.maxupd
         sc.defer = req.defer
         sc.syncdev = req.syncdev or None
@@ -485,71 +862,209 @@ class Kernel:
         if not 0 <= current + demote <= 0xFF:
             raise Errno(errors.EINVAL)
         node.group_demote[group] = current + demote
+        self._log(node, LOG_INFO, "", kind=DEMOTE, group=group, count=current + demote)
+        if demote > 0:  # carp_ifgattr_ioctl(): the members' masters advertise at once
+            for iface in node.members(group):
+                if iface.carp is not None and carp_running(node, iface):
+                    for vhe in iface.carp.vhosts:
+                        if vhe.state == MASTER:
+                            self.send_ad(node, iface, vhe)
 
-    # --- settling --------------------------------------------------------------------------
+    # --- settling and time --------------------------------------------------------------
+
+    def boot(self) -> None:
+        """/etc/netstart: pfsync0 comes up (pfsync_up()), then every carp interface starts."""
+        starting = [
+            (node, iface)
+            for node in self.world.nodes.values()
+            for iface in node.interfaces
+            if iface.pfsync is not None and iface.up and iface.pfsync.breq == "none"
+        ]
+        for _, iface in starting:
+            iface.up = False
+        for node, iface in starting:
+            self.pfsync_up(node, iface)
+        self.settle()
 
     def settle(self) -> None:
-        """Run the link hooks, then every election, until the world is at rest."""
+        """After a change: the link hooks (on edges), then start what can run, stop what
+        cannot. Running timers are left alone: time settles the rest (`advance`)."""
         for node in self.world.nodes.values():
             for iface in node.interfaces:
                 if iface.carp is not None:
                     self.carpdev_state(node, iface)
                 elif iface.pfsync is not None:
-                    self.pfsync_syncdev_state(node, iface)
-            for iface in node.interfaces:
-                if iface.carp is not None:
-                    self.setrun_all(node, iface)
-        self._elect_all()
-
-    def _elect_all(self) -> None:
-        order = list(self.world.nodes.values())
-        domains: dict[tuple[str, int], list[tuple[Node, Iface, Vhost]]] = {}
-        for node in order:
+                    self.syncif_link(node, iface)
             for iface in node.interfaces:
                 sc = iface.carp
-                if sc is None or sc.carpdev is None:
+                if sc is None:
+                    continue
+                if not carp_running(node, iface):
+                    self.set_state_all(node, iface, INIT)
+                    continue
+                for vhe in sc.vhosts:
+                    if vhe.state == INIT:
+                        self.setrun(node, iface, vhe)
+
+    def _timers(self) -> Iterator[tuple[float, Callable[[], None]]]:
+        """Every pending timer, in node, interface and vhost order."""
+        for node in self.world.nodes.values():
+            for iface in node.interfaces:
+                sc = iface.carp
+                if sc is not None:
+                    for vhe in sc.vhosts:
+                        if vhe.ad_at is not None:
+                            yield vhe.ad_at, self._fire_ad(node, iface, vhe)
+                        if vhe.md_at is not None:
+                            yield vhe.md_at, self._fire_md(node, iface, vhe)
+                ps = iface.pfsync
+                if ps is not None:
+                    if ps.bus_at is not None:
+                        yield ps.bus_at, self._fire_breq(node, iface, "bus")
+                    if ps.breq_at is not None:
+                        yield ps.breq_at, self._fire_breq(node, iface, "tmo")
+
+    def _fire_ad(self, node: Node, iface: Iface, vhe: Vhost) -> Callable[[], None]:
+        def fire() -> None:
+            vhe.ad_at = None
+            if vhe.state == MASTER and carp_running(node, iface):
+                self.send_ad(node, iface, vhe)
+
+        return fire
+
+    def _fire_md(self, node: Node, iface: Iface, vhe: Vhost) -> Callable[[], None]:
+        def fire() -> None:
+            vhe.md_at = None
+            self.master_down(node, iface, vhe)
+
+        return fire
+
+    def _fire_breq(self, node: Node, iface: Iface, evt: str) -> Callable[[], None]:
+        def fire() -> None:
+            sc = iface.pfsync
+            assert sc is not None
+            if evt == "bus":
+                sc.bus_at = None
+            else:
+                sc.breq_at = None
+            self.bulk_req_evt(node, iface, evt)
+
+        return fire
+
+    def next_timer(self) -> tuple[float, Callable[[], None]] | None:
+        best: tuple[float, Callable[[], None]] | None = None
+        for when, fire in self._timers():
+            if best is None or when < best[0]:
+                best = (when, fire)
+        return best
+
+    def _domains(self) -> list[list[Member]]:
+        """The vhosts that can advertise or listen, by segment (carpdev name) and vhid."""
+        domains: dict[tuple[str, int], list[Member]] = {}
+        for node in self.world.nodes.values():
+            for iface in node.interfaces:
+                sc = iface.carp
+                if sc is None or sc.carpdev is None or not carp_running(node, iface):
                     continue
                 for vhe in sc.vhosts:
                     if vhe.state != INIT:
                         domains.setdefault((sc.carpdev, vhe.vhid), []).append((node, iface, vhe))
-        for members in domains.values():
-            if len(members) == 1:
-                node, iface, vhe = members[0]
-                if vhe.state == BACKUP:
-                    self.set_state(node, iface, vhe, MASTER)  # nobody else: master down
-                continue
-            self._elect(members)
+        return list(domains.values())
 
-    def _elect(self, members: list[tuple[Node, Iface, Vhost]]) -> None:
-        contenders = [
-            Contender(
-                state=vhe.state,
-                advbase=iface.carp.advbase,
-                advskew=vhe.advskew,
-                demote=node.carp_demote_count(iface),
-                preempt=node.sysctl["preempt"] != 0,
-            )
-            for node, iface, vhe in members
-            if iface.carp is not None
-        ]
+    def at_rest(self) -> bool:
+        """Whether no timer can change anything until the next change from outside.
 
-        def hears(r: int, s: int) -> bool:
-            rnode, riface, _ = members[r]
-            snode, siface, _ = members[s]
-            rsc, ssc = riface.carp, siface.carp
-            assert rsc is not None
-            assert ssc is not None
-            if rnode is snode or rnode.sysctl["allow"] == 0:
-                return False
-            # The HMAC covers the password, the vhid and the sorted IPv4 addresses.
-            if rsc.key != ssc.key or sorted(riface.inet4()) != sorted(siface.inet4()):
-                return False
-            if is_multicast(ssc.peer):
-                return is_multicast(rsc.peer)
-            dev = rnode.get(rsc.carpdev) if rsc.carpdev is not None else None
-            return not is_multicast(rsc.peer) and dev is not None and ssc.peer in dev.inet4()
+        Every advertisement heard changes nothing (`react` says so), every BACKUP hears a
+        MASTER that advertises before its master-down timer runs out and more often than it
+        lasts, and pfsync waits for nothing.
+        """
+        for node in self.world.nodes.values():
+            for iface in node.interfaces:
+                ps = iface.pfsync
+                if ps is not None and (ps.breq_at is not None or ps.bus_at is not None):
+                    return False
+        for members in self._domains():
+            for rnode, riface, rvhe in members:
+                heard = [
+                    (snode, siface, svhe)
+                    for snode, siface, svhe in members
+                    if svhe.state == MASTER and self.hears(rnode, riface, snode, siface)
+                ]
+                mine = self._contender(rnode, riface, rvhe)
+                for snode, siface, svhe in heard:
+                    if react(mine, self._contender(snode, siface, svhe)) is not None:
+                        return False
+                if rvhe.state == BACKUP and rvhe.md_at is not None:
+                    assert riface.carp is not None
+                    limit = md_interval(riface.carp.advbase, rvhe.advskew)
+                    if not any(
+                        svhe.ad_at is not None
+                        and svhe.ad_at < rvhe.md_at
+                        and siface.carp is not None
+                        and ad_interval(siface.carp.advbase, svhe.advskew) < limit
+                        for _, siface, svhe in heard
+                    ):
+                        return False
+        return True
 
-        for i, old, new in elect(contenders, hears):
-            node, iface, vhe = members[i]
-            assert vhe.state == old
-            self.set_state(node, iface, vhe, new)
+    def _fast_forward(self, target: float) -> None:
+        """At rest: move every timer to `target` as if each advertisement had been sent."""
+        sent: dict[int, float] = {}
+        for members in self._domains():
+            for _, iface, vhe in members:
+                if vhe.state == MASTER and vhe.ad_at is not None and vhe.ad_at <= target:
+                    assert iface.carp is not None
+                    period = ad_interval(iface.carp.advbase, vhe.advskew)
+                    k = math.floor((target - vhe.ad_at) / period) + 1
+                    sent[id(vhe)] = vhe.ad_at + (k - 1) * period
+                    vhe.ad_at += k * period
+            for rnode, riface, rvhe in members:
+                if rvhe.state != BACKUP:
+                    continue
+                last = [
+                    sent[id(svhe)]
+                    for snode, siface, svhe in members
+                    if id(svhe) in sent and self.hears(rnode, riface, snode, siface)
+                ]
+                if last:
+                    assert riface.carp is not None
+                    rvhe.md_at = max(last) + md_interval(riface.carp.advbase, rvhe.advskew)
+
+    def advance(self, until: float | None = None) -> None:
+        """Run every timer due up to `until` (default: `target`, "now") in time order."""
+        target = self.target if until is None else until
+        for _ in range(MAX_STEPS):
+            if self.at_rest():
+                self._fast_forward(target)
+                break
+            nxt = self.next_timer()
+            if nxt is None or nxt[0] > target:
+                break
+            self.now = max(self.now, nxt[0])
+            logged = len(self.events)
+            nxt[1]()
+            if len(self.events) != logged:  # a timer that changed nothing changed no link
+                self.note_links()
+        self.now = max(self.now, target)
+        self.world.now = self.now
+
+    def finish(self) -> None:
+        """The end of a transaction: link events, and when the world next needs a look."""
+        self.note_links()
+        if self.at_rest():
+            self.world.due = None
+        else:
+            nxt = self.next_timer()
+            self.world.due = None if nxt is None else nxt[0]
+
+
+@contextmanager
+def transaction(store: Store, wall: float) -> Iterator[Kernel]:
+    """The world under its lock, advanced to `wall`; written back with its events after."""
+    with store.transaction() as (state, events):
+        kernel = Kernel(state, events, wall)
+        kernel.advance()
+        try:
+            yield kernel
+        finally:
+            kernel.finish()

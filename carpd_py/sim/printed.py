@@ -128,14 +128,30 @@ class Printed:
         self.sysctl: dict[str, int] = data["sysctl"]  # allow, preempt, log
         self.sysctl_text: str = data["sysctl_text"]  # `sysctl net.inet.carp`
 
-    def text(self, names: Sequence[str] | None = None) -> str:
+    def text(self, names: Sequence[str] | None = None, *, aliases: bool = True) -> str:
         if names is None:
+            if not aliases:
+                return "".join(first_inet_only(text) for _, text in self.blocks)
             return "".join(text for _, text in self.blocks)
         wanted = set(names)
         return "".join(text for name, text in self.blocks if name in wanted)
 
     def names(self) -> list[str]:
         return [name for name, _ in self.blocks]
+
+
+def first_inet_only(block: str) -> str:
+    """printif(NULL, 0): after the link-level lines, only the first AF_INET address is shown
+    (`noinet`); every inet6 address is."""
+    out = []
+    seen = False
+    for line in block.splitlines(keepends=True):
+        if line.startswith("\tinet "):
+            if seen:
+                continue
+            seen = True
+        out.append(line)
+    return "".join(out)
 
 
 class Exit(Exception):
@@ -181,10 +197,14 @@ def parse_options(argv: list[str]) -> tuple[str, bool, bool, bool, list[str]]:
     return ifname, aflag, gflag, cflag, argv
 
 
-def printif(p: Printed, name: str | None) -> str:
-    """The output of `ifconfig [NAME]`; Exit when nothing matches."""
+def printif(p: Printed, name: str | None, aliases: bool = True) -> str:
+    """The output of `ifconfig [NAME]`; Exit when nothing matches.
+
+    main() runs printif(NULL, ifaliases) for no name (`ifconfig`, `-a`: ifaliases 0, `-A`:
+    1), printif(&ifr, 1) for a name or a group.
+    """
     if name is None:
-        return p.text()
+        return p.text(aliases=aliases)
     if name and name[-1] not in _DIGITS:
         group = p.groups.get(name)
         if group is not None:
@@ -213,7 +233,7 @@ def _read(p: Printed, args: Sequence[str]) -> str:
             raise Exit(1, USAGE)
         return " ".join(sorted(CLONERS)) + "\n"
     if not args or aflag:
-        return printif(p, None)
+        return printif(p, None, aliases=bool(args) and "A" in args[0])
     if gflag:
         return printgroupattribs(p, ifname)
     return printif(p, ifname)

@@ -2,7 +2,11 @@
 
 Mutable dataclasses, changed only inside a store transaction (`store.py`) and settled by the
 kernel rules (`kernel.py`). Field names follow sys/netinet/ip_carp.c and sys/net/if_pfsync.c
-where there is a kernel counterpart (sc_suppress, sc_demote_cnt, sc_link_demoted, ...).
+where there is a kernel counterpart (sc_suppress, sc_demote_cnt, sc_sync_if_down, ...).
+
+Time is simulated time in seconds (see `WorldState.sim_time`): the carp timers of each vhost
+(`ad_at`, `md_at`) and pfsync's bulk request timers are absolute simulated times, run by
+`Kernel.advance()` in order up to "now" whenever anyone looks at the world.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ TYPE_CHECKING = False  # typing is not imported at run time: the executables sta
 if TYPE_CHECKING:
     from typing import Any
 
-FORMAT = 1
+FORMAT = 2
 
 INIT, BACKUP, MASTER = "INIT", "BACKUP", "MASTER"
 CARP_BAL_MODES = ("none", "ip", "ip-stealth", "ip-unicast")  # ip_carp.h CARP_BAL_MODES
@@ -35,6 +39,8 @@ class Vhost:
     vhid: int
     advskew: int
     state: str = INIT
+    ad_at: float | None = None  # ad_tmo: when a MASTER sends its next advertisement
+    md_at: float | None = None  # md_tmo: when a BACKUP declares the master down
 
 
 @dataclass
@@ -56,7 +62,7 @@ class CarpSoftc:
         return {
             "carpdev": self.carpdev,
             "advbase": self.advbase,
-            "vhosts": [[v.vhid, v.advskew, v.state] for v in self.vhosts],
+            "vhosts": [[v.vhid, v.advskew, v.state, v.ad_at, v.md_at] for v in self.vhosts],
             "cfg_vhids": self.cfg_vhids,
             "cfg_advskews": self.cfg_advskews,
             "balancing": self.balancing,
@@ -71,7 +77,7 @@ class CarpSoftc:
         return cls(
             carpdev=d["carpdev"],
             advbase=d["advbase"],
-            vhosts=[Vhost(v[0], v[1], v[2]) for v in d["vhosts"]],
+            vhosts=[Vhost(*v) for v in d["vhosts"]],
             cfg_vhids=list(d["cfg_vhids"]),
             cfg_advskews=list(d["cfg_advskews"]),
             balancing=d["balancing"],
@@ -90,7 +96,14 @@ class PfsyncSoftc:
     syncpeer: str | None = None  # None: multicast to 224.0.0.240 (INADDR_PFSYNC_GROUP)
     maxupd: int = 128
     defer: bool = False
-    link_demoted: bool = False  # sc_link_demoted
+    # if_pfsync.c r1.332 (OpenBSD 7.4+): RUNNING is "pfsync is up" (pfsync_up/pfsync_down),
+    # kept here as the interface's IFF_UP; the syncdev's link only moves the demote counter.
+    sync_if_down: bool = False  # sc_sync_if_down: holds +1 on the carp demote counter
+    breq: str = "none"  # sc_bulk_req.req_state: none, start, sent, done
+    breq_demoted: bool = False  # sc_bulk_req.req_demoted: holds +32
+    breq_tries: int = 0  # sc_bulk_req.req_tries
+    breq_at: float | None = None  # sc_bulk_req.req_tmo
+    bus_at: float | None = None  # when the peer's bulk update (BUS start .. end) arrives
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -98,7 +111,12 @@ class PfsyncSoftc:
             "syncpeer": self.syncpeer,
             "maxupd": self.maxupd,
             "defer": self.defer,
-            "link_demoted": self.link_demoted,
+            "sync_if_down": self.sync_if_down,
+            "breq": self.breq,
+            "breq_demoted": self.breq_demoted,
+            "breq_tries": self.breq_tries,
+            "breq_at": self.breq_at,
+            "bus_at": self.bus_at,
         }
 
     @classmethod
@@ -108,7 +126,12 @@ class PfsyncSoftc:
             syncpeer=d["syncpeer"],
             maxupd=d["maxupd"],
             defer=d["defer"],
-            link_demoted=d["link_demoted"],
+            sync_if_down=d["sync_if_down"],
+            breq=d["breq"],
+            breq_demoted=d["breq_demoted"],
+            breq_tries=d["breq_tries"],
+            breq_at=d["breq_at"],
+            bus_at=d["bus_at"],
         )
 
 
@@ -271,14 +294,30 @@ class WorldState:
     nodes: dict[str, Node]
     topology: str = "custom"
     event_seq: int = 0
+    now: float = 0.0  # the simulated time the world was last advanced to
+    due: float | None = None  # the earliest pending timer; None: at rest until changed
+    epoch: float = 0.0  # the wall-clock time at which simulated time equals wall time
+    timescale: float = 1.0  # simulated seconds per wall-clock second
 
     def to_json(self) -> dict[str, Any]:
         return {
             "format": FORMAT,
             "topology": self.topology,
             "event_seq": self.event_seq,
+            "now": self.now,
+            "due": self.due,
+            "epoch": self.epoch,
+            "timescale": self.timescale,
             "nodes": [n.to_json() for n in self.nodes.values()],
         }
+
+    def sim_time(self, wall: float) -> float:
+        """The simulated time at wall-clock time `wall` (never before `now`)."""
+        return max(self.now, self.epoch + (wall - self.epoch) * self.timescale)
+
+    def wall_time(self, sim: float) -> float:
+        """The wall-clock time at which the simulated clock reads `sim`."""
+        return self.epoch + (sim - self.epoch) / self.timescale
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> WorldState:
@@ -289,6 +328,10 @@ class WorldState:
             nodes={n.name: n for n in nodes},
             topology=d["topology"],
             event_seq=d["event_seq"],
+            now=d["now"],
+            due=d["due"],
+            epoch=d["epoch"],
+            timescale=d["timescale"],
         )
 
     def node(self, name: str) -> Node:

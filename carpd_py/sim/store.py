@@ -73,8 +73,11 @@ class Store:
     def _write(self, state: WorldState) -> None:
         from .printed import printed_node  # noqa: PLC0415 (not on the read path)
 
+        due = None if state.due is None else state.wall_time(state.due)
         for name, node in state.nodes.items():
-            printed = json.dumps(printed_node(node), separators=(",", ":")).encode()
+            data = printed_node(node)
+            data["due"] = due  # the wall-clock time at which this output may be stale
+            printed = json.dumps(data, separators=(",", ":")).encode()
             self._replace(self.printed_path(name), printed)
         self._replace(self.path, json.dumps(state.to_json(), separators=(",", ":")).encode())
 
@@ -149,6 +152,23 @@ class Store:
                     return [SimEvent.from_json(json.loads(line)) for line in f if line.strip()]
             except FileNotFoundError:
                 return []
+
+    def events_from(self, offset: int) -> tuple[list[SimEvent], int]:
+        """Whole lines of the event log after byte `offset`, and where they end."""
+        from .events import SimEvent  # noqa: PLC0415 (not on the read path)
+
+        with self._locked(fcntl.LOCK_SH):
+            try:
+                with open(self.events_path, "rb") as f:
+                    f.seek(offset)
+                    data = f.read()
+            except FileNotFoundError:
+                return [], offset
+        end = data.rfind(b"\n") + 1
+        lines = data[:end].splitlines()
+        return [
+            SimEvent.from_json(json.loads(line)) for line in lines if line.strip()
+        ], offset + end
 
     def log_command(self, when: float, node: str, argv: list[str], code: int) -> None:
         """Append one line to `STATE.commands` (O_APPEND: whole lines, no lock, no fsync)."""

@@ -99,7 +99,10 @@ def build_node(spec: NodeSpec) -> Node:
             Iface("pfsync0", PFSYNC, index, groups=["carp", "pfsync"], pfsync=pfsync)
         )
         index += 1
+    physical = {name for name, _ in spec.ethers}
     for carp in spec.carps:
+        if carp.carpdev not in physical:
+            raise ValueError(f"node {spec.name}: {carp.name}: carpdev {carp.carpdev} is no ether")
         node.interfaces.append(_carp(carp, index))
         index += 1
     node.next_index = index

@@ -48,11 +48,12 @@ def flag_names(flags: int) -> tuple[str, ...]:
 
 
 def carp_running(node: Node, iface: Iface) -> bool:
+    """IFF_RUNNING of a carp interface (carp_setrun()). A carpdev is always a physical
+    interface of the node (carp_set_ifp(), build_node()), which cannot be destroyed."""
     sc = iface.carp
     assert sc is not None
     return (
         sc.carpdev is not None
-        and node.get(sc.carpdev) is not None
         and iface.up
         and sc.vhosts[0].vhid > 0
         and bool(iface.inet4())
@@ -73,8 +74,7 @@ def iface_flags(node: Node, iface: Iface) -> int:
         return IFF_LOOPBACK | IFF_MULTICAST | up | (IFF_RUNNING if iface.up else 0)
     if iface.kind == PFSYNC:
         assert iface.pfsync is not None
-        running = iface.up and not iface.pfsync.link_demoted
-        return up | (IFF_RUNNING if running else 0)
+        return up | (IFF_RUNNING if iface.up else 0)  # 7.4+: RUNNING while pfsync is up
     if iface.kind == CARP:
         flags = IFF_BROADCAST | IFF_SIMPLEX | IFF_MULTICAST | up
         return flags | (IFF_RUNNING if carp_running(node, iface) else 0)

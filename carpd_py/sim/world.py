@@ -7,6 +7,14 @@
 
 Every change goes through the state file under its lock, so the executables (other processes)
 and this object always see the same world.
+
+The world keeps its own clock: every read, command and change first advances it to "now"
+(`Kernel.advance`: the carp advertisement and master-down timers and pfsync's bulk request, in
+order), so what anyone sees is the state at that moment. `advance()` does only that and
+returns what happened; `Ticker` (ticker.py) calls it every few tens of ms for whoever waits for
+events rather than polling. The clock is `clock` (default time.time) times `timescale`
+(default 1, or $CARPD_SIM_TIMESCALE): simulated seconds per real second, for all processes.
+A new world boots BOOT_AGE simulated seconds in the past, so it starts settled.
 """
 
 from __future__ import annotations
@@ -23,7 +31,7 @@ import carpd_py
 from ..model import HostView
 from .events import SimCommand, SimEvent
 from .ifconfig_cmd import run_ifconfig
-from .kernel import Kernel
+from .kernel import Kernel, transaction
 from .printed import Result
 from .state import ETHER, SYSCTL_ORDER, WorldState
 from .store import Store
@@ -32,6 +40,20 @@ from .topology import named
 from .view import host_view
 
 Clock = Callable[[], float]
+BOOT_AGE = 60.0  # simulated seconds between the boot of a new world and its creation
+TIMESCALE_ENV = "CARPD_SIM_TIMESCALE"
+
+
+def default_timescale() -> float:
+    """$CARPD_SIM_TIMESCALE (simulated seconds per real second), 1 when unset."""
+    text = os.environ.get(TIMESCALE_ENV, "").strip()
+    if not text:
+        return 1.0
+    value = float(text)
+    if not value > 0:
+        raise ValueError(f"{TIMESCALE_ENV}={text!r}: must be a positive number")
+    return value
+
 
 _SCRIPT = '''#!{python} -IS
 """The simulated `{tool}` of node {node} of {state} (carpd-py's simulated OpenBSD host)."""
@@ -59,8 +81,13 @@ class World:
         topology: str | WorldState = "handbook",
         *,
         clock: Clock = time.time,
+        timescale: float | None = None,
     ) -> World:
-        """Write a new world (replacing any at `path`) and boot it: elections run, logged."""
+        """Write a new world (replacing any at `path`) and boot it: elections run, logged.
+
+        The boot happens BOOT_AGE simulated seconds before now, so the world is settled when
+        this returns (the boot's log lines carry those earlier times).
+        """
         if isinstance(topology, str):
             state = named(topology)
         else:
@@ -69,7 +96,16 @@ class World:
                 if not name.isalnum():
                     raise ValueError(f"node name {name!r}: letters and digits only")
         events: list[SimEvent] = []
-        Kernel(state, events, clock()).settle()
+        wall = clock()
+        state.epoch = wall
+        state.timescale = default_timescale() if timescale is None else float(timescale)
+        if not state.timescale > 0:
+            raise ValueError(f"timescale {timescale!r}: must be positive")
+        state.now = wall - BOOT_AGE
+        kernel = Kernel(state, events, wall)
+        kernel.boot()
+        kernel.advance()
+        kernel.finish()
         Store(path).create(state, events)
         return cls(path, clock=clock)
 
@@ -78,9 +114,9 @@ class World:
     @contextmanager
     def modify(self) -> Iterator[WorldState]:
         """Change the state directly (tests); the kernel settles when the block ends."""
-        with self._store.transaction() as (state, events):
-            yield state
-            Kernel(state, events, self.clock()).settle()
+        with transaction(self._store, self.clock()) as kernel:
+            yield kernel.world
+            kernel.settle()
 
     def set_link(self, node: str, ifname: str, up: bool) -> None:
         """Carrier on or off on a physical interface (the cable, not `ifconfig down`)."""
@@ -142,14 +178,42 @@ class World:
     def _run(
         self, program: Callable[[Kernel, str, list[str]], Result], node: str, args: Iterable[str]
     ) -> Result:
-        with self._store.transaction() as (state, events):
-            return program(Kernel(state, events, self.clock()), node, list(args))
+        with transaction(self._store, self.clock()) as kernel:
+            return program(kernel, node, list(args))
+
+    # --- time ------------------------------------------------------------------------------
+
+    def now(self) -> float:
+        """The world's simulated time now."""
+        return self._store.read().sim_time(self.clock())
+
+    def advance(self) -> list[SimEvent]:
+        """Run the world's timers up to now; return what they did, oldest first.
+
+        Costs a read only when no timer is due. Events made by commands are in the log when
+        the command returns (`events`, `events_from`).
+        """
+        state = self._store.read()
+        if state.due is None or state.sim_time(self.clock()) < state.due:
+            return []
+        with transaction(self._store, self.clock()) as kernel:
+            pass
+        return list(kernel.events)
+
+    def events_from(self, offset: int = 0) -> tuple[list[SimEvent], int]:
+        """The events logged after byte `offset` of the event log, and the offset to go on
+        from (a follower's cursor: `Ticker`)."""
+        return self._store.events_from(offset)
 
     # --- reading ---------------------------------------------------------------------------
 
     def read(self) -> WorldState:
-        """A copy of the whole state (changing it changes nothing)."""
-        return self._store.read()
+        """A copy of the whole state at this moment (changing it changes nothing)."""
+        state = self._store.read()
+        if state.due is not None and state.sim_time(self.clock()) >= state.due:
+            self.advance()
+            state = self._store.read()
+        return state
 
     def nodes(self) -> tuple[str, ...]:
         return tuple(self.read().nodes)
@@ -172,7 +236,8 @@ class World:
         return self.read().node(node).group_demote.get(group, 0)
 
     def events(self) -> list[SimEvent]:
-        """Every kernel log line so far, oldest first, logged or not at the node's log level."""
+        """Every event so far (kernel log lines, logged or not, and link events), oldest first."""
+        self.read()  # advance to now first
         return self._store.events()
 
     def commands(self) -> list[SimCommand]:
