@@ -129,7 +129,9 @@ def _decide_times(config_path: Path, text: str, group: str, repeat: int) -> tupl
     def inputs(checks: MappingProxyType[str, Check]) -> d.Inputs:
         return d.Inputs(checks=checks, now=now, advskews=managed_advskews(view, config), counter=0)
 
-    memory, _ = d.decide(policy, d.Memory(), inputs(up))  # the first poll: manage every vhid
+    memory, _ = d.decide(policy, d.Memory(), inputs(up))  # the first poll: each vhid read once
+    memory, _ = d.decide(policy, memory, inputs(up))  # the second: manage every vhid
+    assert len(memory.vhids) == len(managed_advskews(view, config)), "every vhid managed"
     steady = _median_time(lambda: d.decide(policy, memory, inputs(up)), repeat)
     demote = _median_time(lambda: d.decide(policy, memory, inputs(down)), repeat)
     return steady, demote

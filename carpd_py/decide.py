@@ -15,6 +15,10 @@ The rule, in one place:
   the host, and what it last `seen` there. A host value that differs from both `seen` and
   `target` was changed by hand: it becomes the baseline, and if carpd-py was holding that vhid
   demoted it lets go until the next demotion edge. It never fights a hand change.
+* One read is never trusted alone (issue 9): a value that differs from what carpd-py expects,
+  and a vhid with no record, count only when two consecutive reads agree on them; meanwhile
+  (`unconfirmed`) the vhid is left as it is. A value at or above the demoted advskew is never
+  adopted as a baseline: it is left as it is (not fought), the old baseline is kept.
 * Per group (method carpdemote) carpd-py keeps its own `share` of the counter and changes the
   counter only by that share.
 """
@@ -70,6 +74,9 @@ class Memory:
     share_target: int = 0  # carpdemote: the share we want there
     share_pending: int = 0  # a change of ours whose outcome we have not learned yet
     share_counter_before: int | None = None  # the counter just before that change
+    # advskews read once that differ from what carpd-py expects (or of a vhid with no record):
+    # they count when the next read agrees. Not persisted: after a restart, read twice again.
+    unconfirmed: Mapping[VhidKey, int] = field(default_factory=lambda: MappingProxyType({}))
 
 
 @dataclass(frozen=True)
@@ -117,6 +124,24 @@ class Adopt:
 
 
 @dataclass(frozen=True)
+class Unconfirmed:
+    """One read shows an advskew carpd-py does not expect: ignored unless the next agrees."""
+
+    key: VhidKey
+    value: int
+    expected: int | None  # what carpd-py expected there; None: a vhid it has no record of
+
+
+@dataclass(frozen=True)
+class NotAdopted:
+    """A hand change to the demoted advskew or above: left on the host, never a baseline."""
+
+    key: VhidKey
+    value: int
+    baseline: int  # kept
+
+
+@dataclass(frozen=True)
 class Refuse:
     """A vhid with no record that already looks demoted: left unmanaged."""
 
@@ -158,6 +183,8 @@ Effect = (
     | Restore
     | ReasonsChanged
     | Adopt
+    | Unconfirmed
+    | NotAdopted
     | Refuse
     | Manage
     | SetAdvskew
@@ -196,7 +223,7 @@ def decide(policy: Policy, memory: Memory, inputs: Inputs) -> tuple[Memory, tupl
     mem = memory
     if policy.method == "advskew" and inputs.advskews is not None:
         mem = _observe_vhids(policy, mem, inputs.advskews, effects)
-        mem = _let_go(mem, inputs.others)
+        mem = _let_go(mem, inputs.others, memory.unconfirmed, effects)
     if policy.method == "carpdemote" and inputs.counter is not None:
         mem = _observe_share(policy, mem, inputs.counter, effects)
 
@@ -248,8 +275,28 @@ def _observe_vhids(
 ) -> Memory:
     vhids = dict(mem.vhids)
     refused = set(mem.refused)
+    pending: dict[VhidKey, int] = {}
     for key, value in advskews.items():
         rec = vhids.get(key)
+        if rec is not None and rec.sent is not None:
+            # The outcome of our last command is known now: it was applied or it was not.
+            rec = replace(rec, seen=value if value == rec.sent else rec.seen, sent=None)
+            vhids[key] = rec
+        if rec is not None and (
+            value in (rec.target, rec.seen) or (rec.seen is None and value == rec.baseline)
+        ):
+            # In place, or our command has not taken effect yet (it is retried), or the
+            # first sight since boot of the baseline (the kernel forgot what we had set).
+            if value != rec.seen:
+                vhids[key] = replace(rec, seen=value)
+            continue
+        if rec is None and key in refused and value >= policy.advskew:
+            continue  # still refused, as the last read said
+        if mem.unconfirmed.get(key) != value:
+            # One read is not enough (a misread must never cost a baseline): wait for the next.
+            pending[key] = value
+            effects.append(Unconfirmed(key, value, rec.target if rec is not None else None))
+            continue
         if rec is None:
             if value >= policy.advskew:
                 if key not in refused:
@@ -264,13 +311,7 @@ def _observe_vhids(
             vhids[key] = VhidRecord(baseline=value, target=target, seen=value)
             effects.append(Manage(key, value))
             continue
-        if rec.sent is not None:
-            # The outcome of our last command is known now: it was applied or it was not.
-            rec = replace(rec, seen=value if value == rec.sent else rec.seen, sent=None)
-        if value in (rec.target, rec.seen):
-            # In place, or our command has not taken effect yet (it is retried).
-            rec = replace(rec, seen=value)
-        elif rec.seen is None:
+        if rec.seen is None:
             # First sight since boot, of a value that is not the target.
             if value == rec.baseline or value >= policy.advskew:
                 # The boot value, or it looks demoted but not by us: reconcile to the target.
@@ -280,13 +321,23 @@ def _observe_vhids(
                 target = _demoted(policy, value) if held else value
                 rec = VhidRecord(baseline=value, target=target, seen=value)
                 effects.append(Adopt(key, mem.vhids[key].baseline, value, released=False))
+        elif value >= policy.advskew:
+            # Looks demoted (another daemon, a script, a hand): never a baseline. Not fought
+            # either: left as it is until the next edge; the old baseline is kept.
+            effects.append(NotAdopted(key, value, rec.baseline))
+            rec = replace(rec, target=value, seen=value)
         else:
             held = rec.target != rec.baseline
             effects.append(Adopt(key, rec.baseline, value, released=held))
             rec = VhidRecord(baseline=value, target=value, seen=value)
         if rec != vhids[key]:
             vhids[key] = rec
-    return replace(mem, vhids=vhid_map(vhids), refused=frozenset(refused))
+    return replace(
+        mem,
+        vhids=vhid_map(vhids),
+        refused=frozenset(refused),
+        unconfirmed=MappingProxyType(pending),
+    )
 
 
 def _demoted(policy: Policy, baseline: int) -> int:
@@ -300,28 +351,43 @@ def _hold(policy: Policy, mem: Memory, others: Mapping[VhidKey, int]) -> Memory:
     vhid missing from this read is demoted too, when it shows up again."""
     if policy.method == "carpdemote":
         return replace(mem, share_target=policy.carpdemote)
+    # max with the target: a value left by hand at or above the demoted one (NotAdopted)
+    # stays; a lower one would promote the vhid.
     vhids = {
-        key: rec if key in others else replace(rec, target=_demoted(policy, rec.baseline))
+        key: rec
+        if key in others
+        else replace(rec, target=max(_demoted(policy, rec.baseline), rec.target))
         for key, rec in mem.vhids.items()
     }
     return replace(mem, vhids=vhid_map(vhids))
 
 
-def _let_go(mem: Memory, others: Mapping[VhidKey, int]) -> Memory:
+def _let_go(
+    mem: Memory,
+    others: Mapping[VhidKey, int],
+    before: Mapping[VhidKey, int],
+    effects: list[Effect],
+) -> Memory:
     """Records no longer managed: what carpd-py still holds there goes back to its baseline;
-    once it is there, or once the operator has set something else by hand, forget it."""
+    once it is there, or once the operator has set something else by hand (two reads agree),
+    forget it."""
     if not others:
         return mem
     vhids = dict(mem.vhids)
+    pending = dict(mem.unconfirmed)
     for key, value in others.items():
         rec = vhids.get(key)
         if rec is None:
+            continue
+        if value not in (rec.baseline, rec.seen, rec.sent, rec.target) and before.get(key) != value:
+            pending[key] = value
+            effects.append(Unconfirmed(key, value, rec.target))
             continue
         if value == rec.baseline or value not in (rec.seen, rec.sent, rec.target):
             del vhids[key]  # back at its baseline, or the operator's now
         elif rec.target != rec.baseline:
             vhids[key] = replace(rec, target=rec.baseline, sent=None)
-    return replace(mem, vhids=vhid_map(vhids))
+    return replace(mem, vhids=vhid_map(vhids), unconfirmed=MappingProxyType(pending))
 
 
 def release(policy: Policy, mem: Memory) -> Memory:
@@ -372,7 +438,7 @@ def commands(policy: Policy, mem: Memory, inputs: Inputs) -> list[Effect]:
         per_iface: dict[str, dict[int, int]] = {}
         for key, rec in mem.vhids.items():
             value = inputs.advskews.get(key, inputs.others.get(key))
-            if value is not None and value != rec.target:
+            if value is not None and value != rec.target and key not in mem.unconfirmed:
                 per_iface.setdefault(key[0], {})[key[1]] = rec.target
         out.extend(SetAdvskew(iface, MappingProxyType(skews)) for iface, skews in per_iface.items())
     elif inputs.counter is not None and mem.share != mem.share_target and not mem.share_pending:
@@ -411,6 +477,19 @@ def confirm(mem: Memory, effect: Effect) -> Memory:
             mem, share=mem.share + effect.delta, share_pending=0, share_counter_before=None
         )
     return mem
+
+
+def restored(before: Memory, after: Memory) -> tuple[VhidKey, ...]:
+    """The vhids a restore edge gives back: held demoted before, wanted at baseline after."""
+    return tuple(
+        sorted(
+            key
+            for key, rec in after.vhids.items()
+            if rec.target == rec.baseline
+            and key in before.vhids
+            and before.vhids[key].target != before.vhids[key].baseline
+        )
+    )
 
 
 def set_maintenance(mem: Memory, on: bool) -> Memory:

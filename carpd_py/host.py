@@ -17,6 +17,7 @@ import trio
 
 from .config import PlatformConfig
 from .excgroup import leaves
+from .misread import merge
 from .model import HostView, Interface
 from .parse import ParseError, parse_group, parse_ifconfig, parse_sysctl
 from .run import Completed, RunTimeout, run
@@ -111,6 +112,10 @@ class OpenBSDHost:
     async def _read_ifconfig(self, out: dict[str, object]) -> None:
         argv = (self.platform.ifconfig,)
         text = await self._read_ok(argv)
+        if not text.strip():
+            # ifconfig always lists lo0 at least: empty output is a failed read, not a host
+            # without interfaces (which would read as pfsync0 missing).
+            raise Unparsable(f"{argv[0]}: empty output", argv)
         try:
             out["ifconfig"] = parse_ifconfig(text)
         except ParseError as exc:
@@ -136,6 +141,44 @@ class OpenBSDHost:
             self._sysctl = parse_sysctl(text)
         except ParseError as exc:
             raise Unparsable(f"{' '.join(argv)}: {exc}", argv) from None
+
+    async def _read_one(self, name: str, out: dict[str, Interface | None]) -> None:
+        if not IFNAME.match(name):
+            out[name] = None  # not a name ifconfig can be asked about: its absence is believed
+            return
+        argv = (self.platform.ifconfig, name)
+        done = await self._run(argv)
+        if done.returncode != 0:
+            error = _classify(done)
+            if isinstance(error, MissingInterface):
+                out[name] = None  # "NAME: no such interface": really gone
+                return
+            raise error
+        try:
+            found = parse_ifconfig(done.stdout)
+        except ParseError as exc:
+            raise Unparsable(f"{' '.join(argv)}: {exc}", argv) from None
+        if len(found) != 1 or found[0].name != name:
+            shown = ", ".join(i.name for i in found) or "nothing"
+            raise Unparsable(f"{' '.join(argv)}: printed {shown}", argv)
+        out[name] = found[0]
+
+    async def reread(self, view: HostView, names: Sequence[str]) -> HostView:
+        """Read some interfaces again, one `ifconfig NAME` each, all at once: `view` with
+        what they show now (one that is not there any more is left out). See misread.py."""
+        found: dict[str, Interface | None] = {}
+        try:
+            async with trio.open_nursery() as nursery:
+                for name in names:
+                    nursery.start_soon(self._read_one, name, found)
+        except Exception as exc:
+            errors = leaves(exc)
+            if all(isinstance(e, HostError) for e in errors):
+                raise errors[0] from None
+            raise
+        merged = merge(view, {n: found[n] for n in names})
+        self.last = merged
+        return merged
 
     async def read(self, *, sysctl: bool = True) -> HostView:
         """One read of the host. With sysctl=False the last sysctl values are reused."""

@@ -52,6 +52,10 @@ _GROUP = re.compile(rf"(?P<name>[^\s:]+): carp demote count (?P<count>-?{_INT})"
 _SIGNED = re.compile(rf"-?{_INT}")
 
 _CARP_FORMAT = "STATE carpdev DEV vhid N advbase N advskew N[ carppeer A.B.C.D]"
+# ip_carp.c carp_ioctl() (SIOCSVH) refuses a vhid outside 1..255 and an advskew of 255 or more:
+# ifconfig can never print them, so a line that shows one is a misread, never a value to keep.
+VHID_MAX = 255
+ADVSKEW_MAX = 254
 _PFSYNC_FORMAT = "syncdev: DEV [syncpeer: A.B.C.D ]maxupd: N defer: on|off"
 
 
@@ -66,6 +70,15 @@ class ParseError(ValueError):
 
 def _error(lineno: int, line: str, reason: str) -> ParseError:
     return ParseError(f"line {lineno}: {reason}: {line!r}", lineno=lineno, line=line)
+
+
+def _node(m: re.Match[str], lineno: int, line: str) -> CarpNode:
+    vhid, advskew = int(m["vhid"]), int(m["advskew"])
+    if not 1 <= vhid <= VHID_MAX:
+        raise _error(lineno, line, f"vhid {vhid} out of range 1..{VHID_MAX}")
+    if advskew > ADVSKEW_MAX:
+        raise _error(lineno, line, f"advskew {advskew} out of range 0..{ADVSKEW_MAX}")
+    return CarpNode(vhid=vhid, state=m["state"], advskew=advskew)
 
 
 def _none_if(value: str, missing: str) -> str | None:
@@ -183,7 +196,7 @@ def _carp(block: _Block, line: str, lineno: int) -> None:
     block.close_carp()
     m = _CARP_ONE.fullmatch(line)
     if m is not None:
-        node = CarpNode(vhid=int(m["vhid"]), state=m["state"], advskew=int(m["advskew"]))
+        node = _node(m, lineno, line)
         block.carp = CarpInfo(
             carpdev=_none_if(m["dev"], "none"),
             advbase=int(m["advbase"]),
@@ -202,7 +215,7 @@ def _carp_node(block: _Block, line: str, lineno: int) -> None:
     m = _CARP_NODE.fullmatch(line)
     if m is None:
         raise _error(lineno, line, "carp vhid line is not 'state STATE vhid N advskew N'")
-    block.carp_nodes.append(CarpNode(int(m["vhid"]), m["state"], int(m["advskew"])))
+    block.carp_nodes.append(_node(m, lineno, line))
 
 
 def _pfsync(block: _Block, line: str, lineno: int) -> None:
@@ -259,7 +272,14 @@ _HANDLERS: dict[str, _Handler] = {
 
 
 def parse_ifconfig(text: str) -> tuple[Interface, ...]:
-    """Read the output of `ifconfig`, `ifconfig NAME` or `ifconfig GROUP`."""
+    """Read the output of `ifconfig`, `ifconfig NAME` or `ifconfig GROUP`.
+
+    Every line ifconfig prints ends in a newline: text that does not was cut short (a pipe
+    closed early, a killed process), and its last line cannot be trusted.
+    """
+    if text and not text.endswith("\n"):
+        last = text.rsplit("\n", 1)[-1]
+        raise _error(text.count("\n") + 1, last, "output cut short: the last line has no newline")
     interfaces: list[Interface] = []
     block: _Block | None = None
     handlers = _HANDLERS

@@ -9,7 +9,7 @@ when a signal arrives) under a deadline; publish an immutable Status for readers
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Protocol
@@ -19,12 +19,13 @@ import trio
 from . import decide as d
 from . import state
 from .config import Config, UpstreamConfig
-from .host import CommandTimeout, HostError
+from .host import CommandTimeout, HostError, Unparsable
 from .hysteresis import Check, Round, step
 from .inspect import warnings as host_warnings
 from .logsetup import Log
+from .misread import CONFIRM_MAX, doubtful
 from .model import HostView
-from .reports import report
+from .reports import report, report_restore
 from .rounds import (
     SYNC,
     check_names,
@@ -46,6 +47,7 @@ if TYPE_CHECKING:
 
 class Host(Protocol):
     async def read(self, *, sysctl: bool = True) -> HostView: ...
+    async def reread(self, view: HostView, names: Sequence[str]) -> HostView: ...
     async def set_advskew(self, name: str, skews: Mapping[int, int]) -> None: ...
     async def carpdemote(self, group: str, delta: int) -> None: ...
 
@@ -118,6 +120,7 @@ class Supervisor:
         self.command_error: dict[str, str] = {}
         self.warned: tuple[str, ...] = ()
         self._sysctl_due = 0.0
+        self._lost: tuple[str, ...] = ()  # interfaces the last (refused) read lost at once
         self._configure(config)
         self.status = Status(config=config, started=wall())
 
@@ -164,7 +167,8 @@ class Supervisor:
         limit = 2 * self.config.platform.command_timeout + GRACE
         try:
             with trio.fail_after(limit):
-                out["view"] = await self.host.read(sysctl=due)
+                view = await self.host.read(sysctl=due)
+                out["view"] = await self._confirm(view)
         except trio.TooSlowError:
             exc = CommandTimeout(f"reading the host took more than {limit:g}s")
             self._read_failed(exc)
@@ -177,6 +181,37 @@ class Supervisor:
         if self.read_error is not None:
             self.log.notice("host read works again")
             self.read_error = None
+
+    async def _confirm(self, view: HostView) -> HostView:
+        """Re-read by name what this read shows less of than the previous one (misread.py)
+        before it counts; a read that lost too much at once is a failed read."""
+        sync = self.config.sync.interface if self.config.sync is not None else None
+        done: list[str] = []
+        for _ in range(2):  # a first read may learn the syncdev's name from the re-read
+            names = doubtful(self.view, view, sync, done)
+            if not names:
+                break
+            if len(names) > CONFIRM_MAX:
+                if names == self._lost:  # the second read in a row that lost them
+                    self._lost = ()
+                    break
+                self._lost = names
+                raise Unparsable(
+                    f"ifconfig: {len(names)} interfaces missing at once "
+                    f"({', '.join(names[:5])}{', ...' if len(names) > 5 else ''}): "
+                    "taken for output cut short until the next read agrees",
+                    ("ifconfig",),
+                )
+            view = await self.host.reread(view, names)
+            done.extend(names)
+            back = [n for n in names if view.get(n) is not None]
+            if back:
+                self.log.info(
+                    "ifconfig output showed less than the host has: re-read by name",
+                    interfaces=", ".join(back),
+                )
+        self._lost = ()
+        return view
 
     def _read_failed(self, exc: HostError) -> None:
         self.telemetry.read_errors += 1
@@ -293,9 +328,12 @@ class Supervisor:
     # --- acting ------------------------------------------------------------------------
 
     async def apply(self, memory: d.Memory, effects: tuple[d.Effect, ...]) -> None:
+        before = self.memory
         self.persist(memory)
         for effect in effects:
-            if not isinstance(effect, d.COMMANDS):
+            if isinstance(effect, d.Restore):
+                report_restore(self, effect, before, memory)
+            elif not isinstance(effect, d.COMMANDS):
                 report(self, effect)
         commands = [e for e in effects if isinstance(e, d.COMMANDS)]
         if not commands:

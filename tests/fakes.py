@@ -7,7 +7,7 @@ simulated OpenBSD host are exercised end to end elsewhere.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -16,6 +16,7 @@ import trio
 from carpd_py.config import UpstreamConfig
 from carpd_py.host import CommandTimeout, MissingInterface
 from carpd_py.logsetup import Log
+from carpd_py.misread import merge
 from carpd_py.model import CarpInfo, CarpNode, HostView, Interface, PfsyncInfo
 
 UP = ("UP", "BROADCAST", "RUNNING", "SIMPLEX", "MULTICAST")
@@ -107,6 +108,13 @@ class FakeHost:
             group_demote={"carp": self.counter},
             sysctl={"net.inet.carp.allow": 1, "net.inet.carp.preempt": self.preempt},
         )
+        return self.last
+
+    async def reread(self, view: HostView, names: Sequence[str]) -> HostView:
+        """`ifconfig NAME` for each: this host never cuts its output short."""
+        await trio.sleep(0.005)
+        found = {n: self.interfaces.get(n) for n in names}
+        self.last = merge(view, found)
         return self.last
 
     async def set_advskew(self, name: str, skews: Mapping[int, int]) -> None:

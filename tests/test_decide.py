@@ -29,12 +29,14 @@ from carpd_py.decide import (
     Inputs,
     Manage,
     Memory,
+    NotAdopted,
     Policy,
     ReasonsChanged,
     Refuse,
     Restore,
     SetAdvskew,
     ShareAdopted,
+    Unconfirmed,
     VhidKey,
     VhidRecord,
     after_reboot,
@@ -109,9 +111,19 @@ def play(
     rows: Sequence[Row],
     memory: Memory | None = None,
 ) -> Memory:
-    """Run the rows like the shell does; return the memory it would persist at the end."""
+    """Run the rows like the shell does; return the memory it would persist at the end.
+
+    Without `memory`, the shell starts fresh and the read before the first row showed what
+    the first read of the table shows: a vhid is managed once two reads agree (issue 9;
+    test_decide_misread.py holds the tables that start from one read).
+    """
     state = {name: Check() for name in checks}
-    mem = Memory() if memory is None else memory
+    if memory is None:
+        first = next((r.advskews for r in rows if r.advskews is not None), None)
+        primed = dict(first or {}) if policy.method == "advskew" else {}
+        mem = Memory(unconfirmed=MappingProxyType(primed))
+    else:
+        mem = memory
     for i, row in enumerate(rows):
         assert set(row.rounds) == set(checks), f"row {i}: a result per check"
         if row.action is not None:
@@ -567,6 +579,7 @@ def test_read_failure_gives_no_commands_and_no_adoption() -> None:
     m1 = Memory(demoted=True, since=1.0, reasons=("sync",), vhids=vh({K01: (0, 240, 0)}))
     m2 = replace(m1, vhids=vh({K01: (0, 240, 240)}))
     m3 = replace(m1, vhids=vh({K01: (100, 100, 100)}))
+    u1 = MappingProxyType({K01: 100})
     play(
         ADVSKEW,
         {SYNC: (1, 1)},
@@ -578,7 +591,8 @@ def test_read_failure_gives_no_commands_and_no_adoption() -> None:
             Row(3.0, S(B), {K01: 0}, (SetAdvskew("carp0", {1: 240}),), m2),
             # an operator sets 100 by hand; a failed read shows nothing, adopts nothing
             Row(4.0, S(B), None, (), m2),
-            Row(5.0, S(B), {K01: 100}, (Adopt(K01, 0, 100, released=True),), m3),
+            Row(5.0, S(B), {K01: 100}, (Unconfirmed(K01, 100, 240),), replace(m2, unconfirmed=u1)),
+            Row(6.0, S(B), {K01: 100}, (Adopt(K01, 0, 100, released=True),), m3),
         ],
     )
 
@@ -590,8 +604,17 @@ def test_read_failure_neither_manages_nor_refuses() -> None:
         {SYNC: (1, 1)},
         [
             Row(0.0, S(G), None, (), Memory()),
-            Row(1.0, S(G), {K01: 0, K02: 240}, (Manage(K01, 0), Refuse(K02, 240)), m1),
+            Row(
+                1.0,
+                S(G),
+                {K01: 0, K02: 240},
+                (Unconfirmed(K01, 0, None), Unconfirmed(K02, 240, None)),
+                Memory(unconfirmed=MappingProxyType({K01: 0, K02: 240})),
+            ),
+            Row(2.0, S(G), None, (), Memory(unconfirmed=MappingProxyType({K01: 0, K02: 240}))),
+            Row(3.0, S(G), {K01: 0, K02: 240}, (Manage(K01, 0), Refuse(K02, 240)), m1),
         ],
+        memory=Memory(),
     )
 
 
@@ -676,6 +699,13 @@ def test_hand_change_when_not_demoted_is_the_new_baseline() -> None:
         {SYNC: (1, 1)},
         [
             Row(0.0, S(G), {K01: 0, K02: 0}, (Manage(K01, 0), Manage(K02, 0)), m0),
+            Row(
+                0.5,
+                S(G),
+                {K01: 50, K02: 0},
+                (Unconfirmed(K01, 50, 0),),
+                replace(m0, unconfirmed=MappingProxyType({K01: 50})),
+            ),
             Row(1.0, S(G), {K01: 50, K02: 0}, (Adopt(K01, 0, 50, released=False),), m1),
             Row(
                 2.0,
@@ -705,7 +735,19 @@ def test_hand_change_while_demoted_is_released_until_the_next_edge() -> None:
                 (Demote(("sync",)), SetAdvskew("carp0", {1: 240, 2: 240})),
                 replace(held, vhids=vh({K01: (0, 240, 240), K02: (0, 240, 240)})),
             ),
-            # the operator sets vhid 1 to 100 by hand: adopted, let go, no 240 put back
+            # the operator sets vhid 1 to 100 by hand: read once, then adopted, let go, no 240
+            # put back
+            Row(
+                1.5,
+                S(B),
+                {K01: 100, K02: 240},
+                (Unconfirmed(K01, 100, 240),),
+                replace(
+                    held,
+                    vhids=vh({K01: (0, 240, 240), K02: (0, 240, 240)}),
+                    unconfirmed=MappingProxyType({K01: 100}),
+                ),
+            ),
             Row(
                 2.0,
                 S(B),
@@ -779,6 +821,13 @@ def test_hand_change_while_the_demotion_is_still_pending_is_released() -> None:
                 m1,
                 ok=False,
             ),
+            Row(
+                1.5,
+                S(B),
+                {K01: 30},
+                (Unconfirmed(K01, 30, 240),),
+                replace(m1, vhids=vh({K01: (0, 240, 0)}), unconfirmed=MappingProxyType({K01: 30})),
+            ),
             Row(2.0, S(B), {K01: 30}, (Adopt(K01, 0, 30, released=True),), m2),
             Row(3.0, S(B), {K01: 30}, (), m2),
         ],
@@ -795,6 +844,13 @@ def test_hand_change_while_the_restore_is_still_pending_is_kept() -> None:
         {SYNC: (1, 1)},
         [
             Row(10.0, S(G), {K01: 240}, (Restore(10.0), SetAdvskew("carp0", {1: 0})), m1, ok=False),
+            Row(
+                10.5,
+                S(G),
+                {K01: 70},
+                (Unconfirmed(K01, 70, 0),),
+                Memory(vhids=vh({K01: (0, 0, 240)}), unconfirmed=MappingProxyType({K01: 70})),
+            ),
             Row(11.0, S(G), {K01: 70}, (Adopt(K01, 0, 70, released=False),), m2),
             Row(12.0, S(G), {K01: 70}, (), m2),
         ],
@@ -802,17 +858,26 @@ def test_hand_change_while_the_restore_is_still_pending_is_kept() -> None:
     )
 
 
-def test_hand_change_to_the_demoted_value_is_a_baseline_too() -> None:
-    # Only a hand change may make the demoted value a baseline (spec (e)).
-    m1 = Memory(vhids=vh({K01: (240, 240, 240)}))
-    m2 = Memory(demoted=True, since=2.0, reasons=("sync",), vhids=vh({K01: (240, 240, 240)}))
+def test_hand_change_to_the_demoted_value_is_never_a_baseline() -> None:
+    # Issue 9: the demoted value or above is never a baseline, not even by hand. It is left
+    # as it is (not fought); the old baseline comes back at the next restore.
+    m0 = Memory(vhids=vh({K01: (0, 0, 0)}), unconfirmed=MappingProxyType({K01: 240}))
+    m1 = Memory(vhids=vh({K01: (0, 240, 240)}))
+    m2 = Memory(demoted=True, since=2.0, reasons=("sync",), vhids=vh({K01: (0, 240, 240)}))
     play(
         ADVSKEW,
         {SYNC: (1, 1)},
         [
-            Row(1.0, S(G), {K01: 240}, (Adopt(K01, 0, 240, released=False),), m1),
+            Row(0.5, S(G), {K01: 240}, (Unconfirmed(K01, 240, 0),), m0),
+            Row(1.0, S(G), {K01: 240}, (NotAdopted(K01, 240, 0),), m1),
             Row(2.0, S(H), {K01: 240}, (Demote(("sync",)),), m2),  # nothing to set
-            Row(12.0, S(G), {K01: 240}, (Restore(10.0),), m1),
+            Row(
+                12.0,
+                S(G),
+                {K01: 240},
+                (Restore(10.0), SetAdvskew("carp0", {1: 0})),
+                Memory(vhids=vh({K01: (0, 0, 0)})),
+            ),
         ],
         memory=Memory(vhids=vh({K01: (0, 0, 0)})),
     )
@@ -855,7 +920,14 @@ def test_vhid_at_or_above_the_demoted_value_is_refused_then_managed_when_lowered
                 (Restore(10.0), SetAdvskew("carp0", {2: 0})),
                 m0,
             ),
-            # the admin lowers vhid 1 by hand: adopted as its baseline
+            # the admin lowers vhid 1 by hand: read twice, adopted as its baseline
+            Row(
+                12.5,
+                S(G),
+                {K01: 10, K02: 0, K15: 245},
+                (Unconfirmed(K01, 10, None),),
+                replace(m0, unconfirmed=MappingProxyType({K01: 10})),
+            ),
             Row(13.0, S(G), {K01: 10, K02: 0, K15: 245}, (Manage(K01, 10),), m3),
             Row(
                 14.0,
@@ -898,6 +970,17 @@ def test_vhid_appearing_while_demoted_is_demoted_with_the_others() -> None:
                 {K01: 0},
                 (Demote(("sync",)), SetAdvskew("carp0", {1: 240})),
                 replace(held, vhids=vh({K01: (0, 240, 240)})),
+            ),
+            Row(
+                1.5,
+                S(B),
+                {K01: 240, K15: 30},
+                (Unconfirmed(K15, 30, None),),
+                replace(
+                    held,
+                    vhids=vh({K01: (0, 240, 240)}),
+                    unconfirmed=MappingProxyType({K15: 30}),
+                ),
             ),
             Row(
                 2.0,
@@ -1331,13 +1414,20 @@ def test_after_reboot_converges_and_demotes_again_if_a_reason_holds() -> None:
         ADVSKEW,
         {SYNC: (2, 2)},
         [
-            # the kernel forgot our 240: the host shows the boot value, seen quietly
-            Row(100.0, S(G), {K01: 0, K02: 250}, (Refuse(K02, 250),), m0),
+            # the kernel forgot our 240: the host shows the boot value, seen quietly; the
+            # refusals are forgotten too, and vhid 2 is refused again once two reads agree
+            Row(
+                100.0,
+                S(G),
+                {K01: 0, K02: 250},
+                (Unconfirmed(K02, 250, None),),
+                replace(m0, refused=frozenset(), unconfirmed=MappingProxyType({K02: 250})),
+            ),
             Row(
                 101.0,
                 S(G),
                 {K01: 0, K02: 250},
-                (Demote(("maintenance",)), SetAdvskew("carp0", {1: 240})),
+                (Refuse(K02, 250), Demote(("maintenance",)), SetAdvskew("carp0", {1: 240})),
                 m1,
             ),
         ],
@@ -1352,7 +1442,14 @@ def test_after_reboot_a_vhid_showing_the_demoted_value_is_put_back_not_adopted()
         ADVSKEW,
         {SYNC: (1, 2)},
         [
-            Row(0.0, S(G), {K01: 240}, (SetAdvskew("carp0", {1: 0}),), m1),
+            Row(
+                0.0,
+                S(G),
+                {K01: 240},
+                (Unconfirmed(K01, 240, 0),),
+                Memory(vhids=vh({K01: (0, 0, None)}), unconfirmed=MappingProxyType({K01: 240})),
+            ),
+            Row(0.5, S(G), {K01: 240}, (SetAdvskew("carp0", {1: 0}),), m1),
             Row(1.0, S(G), {K01: 0}, (), m1),
         ],
         memory=mem,
@@ -1365,7 +1462,16 @@ def test_after_reboot_a_new_boot_value_is_adopted() -> None:
     play(
         ADVSKEW,
         {SYNC: (1, 2)},
-        [Row(0.0, S(G), {K01: 30}, (Adopt(K01, 0, 30, released=False),), m1)],
+        [
+            Row(
+                0.0,
+                S(G),
+                {K01: 30},
+                (Unconfirmed(K01, 30, 0),),
+                Memory(vhids=vh({K01: (0, 0, None)}), unconfirmed=MappingProxyType({K01: 30})),
+            ),
+            Row(0.5, S(G), {K01: 30}, (Adopt(K01, 0, 30, released=False),), m1),
+        ],
         memory=mem,
     )
 
@@ -1517,6 +1623,13 @@ def test_refused_vhid_lowered_by_hand_while_demoted_is_left_as_set() -> None:
         ADVSKEW,
         {SYNC: (1, 1)},
         [
+            Row(
+                0.5,
+                S(B),
+                {K01: 100},
+                (Unconfirmed(K01, 100, None),),
+                replace(held, unconfirmed=MappingProxyType({K01: 100})),
+            ),
             Row(1.0, S(B), {K01: 100}, (Manage(K01, 100),), m1),  # a hand change: not fought
             Row(2.0, S(B), {K01: 100}, (), m1),
             Row(10.0, S(G), {K01: 100}, (Restore(10.0),), m2),
@@ -1539,7 +1652,7 @@ def test_demotion_never_lowers_an_advskew() -> None:
         ADVSKEW,
         {SYNC: (1, 1)},
         [
-            Row(0.0, S(G), {K01: 250, K02: 0}, (Adopt(K01, 0, 250, released=False),), m1),
+            Row(0.0, S(G), {K01: 250, K02: 0}, (), m1),
             Row(
                 1.0,
                 S(H),
@@ -1555,7 +1668,7 @@ def test_demotion_never_lowers_an_advskew() -> None:
                 m1,
             ),
         ],
-        memory=Memory(vhids=vh({K01: (0, 0, 0), K02: (0, 0, 0)})),
+        memory=m1,  # from a state file of an older carpd-py: a baseline of 250
     )
 
 

@@ -20,6 +20,8 @@ Invariants (the letters of the brief):
     changed by hand (so none sets it back to its value before the change), and no share is
     added back after the operator took ours away.
 (e) a baseline is always the operator's value: carpd-py's own commands never become one.
+    A hand change counts when two consecutive reads show it (issue 9): until then the old
+    baseline stands and no command touches that vhid.
 (g) after a round that went well (read and every command succeeded) every managed vhid shows
     its target, which is the demoted value (never below the baseline) while demoted and not
     let go by hand, else the baseline; and our share is what we want, 0 or ours.
@@ -158,6 +160,8 @@ class Sim:
             demoted = max(rec.baseline, self.policy.advskew)
             if value in (rec.target, rec.seen, rec.sent, demoted):
                 return
+            if value >= self.policy.advskew:
+                return  # never a baseline (issue 9): test_decide_misread.py has that case
         elif self.mem.demoted and key not in self.mem.refused:
             return  # never read yet: a new vhid to carpd-py, demoted with the others
         self.forbidden[key] = (self.forbidden[key] | {self.host[key]}) - {value}
@@ -328,8 +332,8 @@ class Sim:
         assert not (set(mem.vhids) & mem.refused)
         if policy.method == "advskew" and read_ok:
             for key, rec in mem.vhids.items():
-                if key not in present:
-                    continue  # a hand change there is not seen yet
+                if key not in present or key in mem.unconfirmed:
+                    continue  # a hand change there is not seen yet, or seen once only
                 assert rec.baseline == self.operator_value[key], f"(e) baseline of {key}: {rec}"
                 if not all_ok:
                     continue
@@ -364,7 +368,8 @@ class Sim:
         # A round per hold-down: a check that gets its first verdict now may still demote
         # (another one is down) before all are up; the restore then comes a round later.
         dt = max(self.policy.hold_down, 1.0)
-        for _ in range(rise):
+        # A vhid seen once only is managed at the next read (issue 9): two rounds more.
+        for _ in range(rise + 2):
             self.play(Spec(good, dt=dt))
         assert self.play(Spec(good, dt=dt)) == (), "still acting after healing"
         mem = self.mem

@@ -275,3 +275,68 @@ def test_hooks_run_once_per_event_in_order(pair: Harness, tmp_path: Path) -> Non
     pair.world.set_link("A", "em2", up=True)
     wait_until(lambda: "restore" in out.read_text(), WAIT, "on_restore ran")
     assert out.read_text().splitlines() == ["demote sync", "restore "]
+
+
+def test_cut_short_ifconfig_output_never_demotes_but_a_real_loss_still_does(
+    pair: Harness,
+) -> None:
+    """Issue 9 item 2 on a real daemon: the simulated `ifconfig` (the full listing only)
+    prints its output cut at a chosen character, exit 0, on every run while the fault holds."""
+    pair.start("A")
+    node = pair.nodes["A"]
+    wait_until(lambda: "managing carp1" in node.log(), WAIT, "A manages carp1")
+    text = pair.world.ifconfig("A").stdout
+    em2_status = text.index("\tstatus: ", text.index("em2:"))
+    cuts = {
+        "before pfsync0": text.index("pfsync0:"),
+        "inside em2's status line": em2_status + len("\tstatus: no"),
+        "before em2's status line": em2_status,
+        "empty": 0,
+    }
+    for what, cut in cuts.items():
+        pair.world.set_fault("A", truncate=cut)
+        mark = len(node.log())
+
+        # the daemon polls every 0.2 s: wait for the misread to be met a few times
+        def met(mark: int = mark) -> bool:
+            log = node.log()
+            return (
+                log[mark:].count("re-read by name") >= 5
+                or "host read failed" in log[mark:]
+                or "demoting" in log
+            )
+
+        wait_until(
+            met,
+            WAIT,
+            f"A reads the output cut {what}",
+        )
+        assert "demoting" not in node.log(), what
+        assert pair.advskews("A") == {"carp0": 0, "carp1": 0}, what
+    pair.world.set_fault("A", truncate=-1)
+    wait_until(lambda: "host read works again" in node.log(), WAIT, "reads work again")
+    log = node.log()
+    assert "demoting" not in log
+    assert "check down" not in log
+    assert "pfsync0 missing" not in log
+
+    pair.world.set_link("A", "em2", up=False)
+    wait_until(lambda: pair.advskews("A") == {"carp0": 240, "carp1": 240}, WAIT, "A demoted")
+
+
+def test_a_restore_with_every_vhid_refused_logs_that_nothing_was_restored(pair: Harness) -> None:
+    """Issue 9 item 10 on a real daemon: both vhids already at 240 when it starts (refused),
+    a SYNC loss and its end: no `restoring baselines`, but what really happened."""
+    for iface in ("carp0", "carp1"):
+        assert pair.world.ifconfig("A", iface, "advskew", "240").code == 0
+    pair.start("A")
+    node = pair.nodes["A"]
+    wait_until(lambda: node.log().count("looks demoted already") == 2, WAIT, "both refused")
+    pair.world.set_link("A", "em2", up=False)
+    wait_until(lambda: "demoting reasons=sync" in node.log(), WAIT, "A demoted")
+    pair.world.set_link("A", "em2", up=True)
+    wait_until(lambda: "demotion over" in node.log(), WAIT, "the demotion ends")
+    log = node.log()
+    assert "restoring baselines" not in log
+    assert "nothing to restore: carp0 vhid 10, carp1 vhid 20 refused" in log
+    assert pair.advskews("A") == {"carp0": 240, "carp1": 240}

@@ -565,3 +565,65 @@ def test_parse_sysctl_skips_non_integers() -> None:
 def test_parse_sysctl_errors(text: str, lineno: int) -> None:
     with pytest.raises(ParseError, match=rf"^line {lineno}: "):
         parse_sysctl(text)
+
+
+# --- issue 9: values ifconfig can never print, output cut short ----------------------------
+# ip_carp.c carp_ioctl() SIOCSVH refuses advskew >= 255 and vhid outside 1..255 (EINVAL), so
+# ifconfig.c carp_status() can never print them: such a line is a misread, never a value.
+
+
+@pytest.mark.parametrize(
+    ("line", "fragment"),
+    [
+        ("\tcarp: MASTER carpdev em0 vhid 10 advbase 1 advskew 255", "advskew 255"),
+        ("\tcarp: MASTER carpdev em0 vhid 10 advbase 1 advskew 1000", "advskew 1000"),
+        ("\tcarp: MASTER carpdev em0 vhid 0 advbase 1 advskew 0", "vhid 0"),
+        ("\tcarp: MASTER carpdev em0 vhid 256 advbase 1 advskew 0", "vhid 256"),
+    ],
+)
+def test_impossible_vhid_or_advskew_is_a_parse_error(line: str, fragment: str) -> None:
+    with pytest.raises(ParseError) as info:
+        parse_ifconfig(f"carp0: flags=8843<UP> mtu 1500\n{line}\n")
+    assert fragment in str(info.value)
+    assert info.value.lineno == 2
+
+
+@pytest.mark.parametrize(
+    ("node", "fragment"),
+    [
+        ("state BACKUP vhid 2 advskew 255", "advskew 255"),
+        ("state BACKUP vhid 0 advskew 1", "vhid 0"),
+    ],
+)
+def test_impossible_value_in_a_carpnodes_line_is_a_parse_error(node: str, fragment: str) -> None:
+    text = (
+        "carp0: flags=0<>\n\tcarp: carpdev em0 advbase 1 balancing ip\n"
+        f"\t\tstate MASTER vhid 1 advskew 0\n\t\t{node}\n"
+    )
+    with pytest.raises(ParseError) as info:
+        parse_ifconfig(text)
+    assert fragment in str(info.value)
+
+
+def test_extreme_legal_values_are_read() -> None:
+    (iface,) = parse_ifconfig(
+        "carp0: flags=8843<UP> mtu 1500\n"
+        "\tcarp: BACKUP carpdev em0 vhid 255 advbase 1 advskew 254\n"
+    )
+    assert iface.carp is not None
+    assert iface.carp.nodes == (CarpNode(255, "BACKUP", 254),)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "em2: flags=8843<UP> mtu 1500\n\tstatus: no car",
+        "em2: flags=8843<UP> mtu 1500\n\tstatus: active",  # the newline is part of the line
+        "em2: flags=8843<UP> mtu 1500",
+    ],
+)
+def test_output_that_does_not_end_with_a_newline_was_cut_short(text: str) -> None:
+    """Every line ifconfig.c prints ends in a newline (printf("\\n") in status()): output
+    that does not is a cut-short read, not an interface whose status is 'no car'."""
+    with pytest.raises(ParseError, match="cut short"):
+        parse_ifconfig(text)

@@ -334,3 +334,79 @@ async def test_upstream_loss_demotes_within_fall_intervals_plus_timeout(
         assert host.commands[0] == ("advskew", "carp0", {10: 240})
         assert host.times[0] - fault <= 3 * 1.0 + 1.0 + 0.05  # fall x interval + timeout
         assert host.times[0] - fault >= 3 * 1.0
+
+
+async def test_a_restore_with_every_vhid_refused_says_nothing_was_restored(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    """Issue 9 item 10: `restoring baselines` only when a baseline is restored."""
+    host, prober, log = timed_handbook(), FakeProber(), RecordingLog()
+    host.hand_set("carp0", {10: 240})
+    host.hand_set("carp1", {20: 240})
+    sup = Supervisor(make_config(tmp_path), host, prober, log, wall=trio.current_time)
+    async with running(sup):
+        await trio.sleep_until(3.5)
+        host.link("em2", up=False)
+        await trio.sleep_until(5.5)
+        assert demoted(sup)
+        host.link("em2", up=True)
+        await trio.sleep_until(20)
+        assert not demoted(sup)
+        assert host.commands == []
+    notices = log.events("notice")
+    assert "restoring baselines" not in notices
+    (ended,) = [e for e in notices if e.startswith("demotion over")]
+    assert "nothing to restore" in ended
+    assert "carp0 vhid 10" in ended
+    assert "carp1 vhid 20" in ended
+    assert "refused" in ended
+
+
+async def test_a_restore_names_the_vhids_it_restores(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    host, prober, log = timed_handbook(), FakeProber(), RecordingLog()
+    host.hand_set("carp1", {20: 240})
+    sup = Supervisor(make_config(tmp_path), host, prober, log, wall=trio.current_time)
+    async with running(sup):
+        await trio.sleep_until(3.5)
+        host.link("em2", up=False)
+        await trio.sleep_until(5.5)
+        host.link("em2", up=True)
+        await trio.sleep_until(20)
+        assert not demoted(sup)
+    (line,) = [kw for lv, e, kw in log.lines if e == "restoring baselines"]
+    assert line["vhids"] == "carp0 vhid 10"
+    assert line["refused"] == "carp1 vhid 20"
+
+
+async def test_one_misread_while_demoted_never_costs_a_baseline(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    """Issue 9 item 1, as seen: maintenance on, one read shows carp1 advskew 50, the next 240
+    again; after `maintenance off` carp1 is back at 0, and 0 is in the state file."""
+    host, prober, log = timed_handbook(), FakeProber(), RecordingLog()
+    config = make_config(tmp_path)
+    sup = Supervisor(config, host, prober, log, wall=trio.current_time)
+    async with running(sup):
+        await trio.sleep_until(3.5)
+        sup.set_maintenance(True)
+        await trio.sleep_until(5.5)
+        assert host.advskew("carp1") == 240
+        host.hand_set("carp1", {20: 50})  # what one read shows: the round at 6
+        await trio.sleep_until(6.5)
+        host.hand_set("carp1", {20: 240})
+        await trio.sleep_until(8.5)
+        host.hand_set("carp1", {20: 254})  # and one read of 254: the round at 9
+        await trio.sleep_until(9.5)
+        host.hand_set("carp1", {20: 240})
+        await trio.sleep_until(12.5)
+        sup.set_maintenance(False)
+        await trio.sleep_until(30)
+        assert host.advskew("carp1") == 0
+        assert host.advskew("carp0") == 0
+    saved = json.loads(Path(config.state_file).read_text())
+    assert {(v["interface"], v["baseline"]) for v in saved["vhids"]} == {("carp0", 0), ("carp1", 0)}
+    assert not any("changed by hand" in e for e in log.events("warning"))
+    once = [e for e in log.events("info") if e.startswith("carp1 vhid 20 read once")]
+    assert len(once) == 2

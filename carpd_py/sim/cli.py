@@ -8,6 +8,7 @@
     carpd-sim --state FILE tick [--interval SEC] [--for SEC] [--json]
     carpd-sim --state FILE install-bin NODE DIR
     carpd-sim --state FILE fault NODE [--hang SEC] [--garbage on|off] [--unprivileged on|off]
+                                      [--truncate CHARS|off]
     carpd-sim --state FILE run NODE ifconfig|sysctl [ARGS...]
 
 The executables import this module on every run: it imports only the standard library
@@ -71,6 +72,9 @@ def run_tool(tool: str, state: str, node: str, argv: Sequence[str]) -> int:
         result = Sysctl(values, unprivileged=True, listing=printed["sysctl_text"]).main(argv)
     if printed["garbage"] and result.code == 0 and not writes:
         result = Result(0, GARBAGE.format(tool=tool), result.stderr)
+    cut = printed.get("truncate")
+    if cut is not None and tool == "ifconfig" and not argv and result.code == 0:
+        result = Result(0, result.stdout[:cut], result.stderr)  # cut short, exit 0
     _emit(result)
     return result.code
 
@@ -124,6 +128,16 @@ def _onoff(text: str) -> bool:
     return text == "on"
 
 
+def _chars(text: str) -> int:
+    """--truncate: a count of characters, or off (-1, what set_fault takes for off)."""
+    if text == "off":
+        return -1
+    value = int(text)
+    if value < 0:
+        raise ValueError(f"expected a count of characters or off, not {text!r}")
+    return value
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     # Not needed by the executables, which import this module on every run.
     import argparse  # noqa: PLC0415
@@ -172,6 +186,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--hang", type=float, help="seconds to sleep before answering (0: off)")
     p.add_argument("--garbage", type=_onoff, help="on|off: print unparsable output")
     p.add_argument("--unprivileged", type=_onoff, help="on|off: set commands fail with EPERM")
+    p.add_argument(
+        "--truncate",
+        type=_chars,
+        help="CHARS|off: the full `ifconfig` listing stops after CHARS characters, exit 0",
+    )
     p = sub.add_parser("run", help="run a node's ifconfig or sysctl")
     p.add_argument("node")
     p.add_argument("tool", choices=("ifconfig", "sysctl"))
@@ -223,7 +242,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(path)
         elif args.command == "fault":
             world.set_fault(
-                args.node, hang=args.hang, garbage=args.garbage, unprivileged=args.unprivileged
+                args.node,
+                hang=args.hang,
+                garbage=args.garbage,
+                unprivileged=args.unprivileged,
+                truncate=args.truncate,
             )
     except (OSError, KeyError, ValueError) as exc:
         print(f"carpd-sim: {exc}", file=sys.stderr)

@@ -109,6 +109,7 @@ def printed_node(node: Node) -> dict[str, Any]:
         "sysctl_text": render_sysctl(values),
         "hang": node.hang,
         "garbage": node.garbage,
+        "truncate": node.truncate,
         "unprivileged": node.unprivileged,
     }
     if node.carrier_from is not None:  # see carrier.py: the read path compares these

@@ -230,6 +230,7 @@ class Node:
     unprivileged: bool = False  # set commands fail with EPERM, as for a non-root user
     hang: float = 0.0  # the executables sleep this long before answering
     garbage: bool = False  # the executables print output that cannot be parsed
+    truncate: int | None = None  # `ifconfig` (the full listing) prints only this many chars
     # A directory laid out like /sys/class/net: the node's ifconfig takes each physical
     # interface's carrier from it (see carrier.py); None: the state file is the truth.
     carrier_from: str | None = None
@@ -245,6 +246,7 @@ class Node:
             "unprivileged": self.unprivileged,
             "hang": self.hang,
             "garbage": self.garbage,
+            "truncate": self.truncate,
             "carrier_from": self.carrier_from,
         }
 
@@ -260,6 +262,7 @@ class Node:
             unprivileged=d["unprivileged"],
             hang=d["hang"],
             garbage=d["garbage"],
+            truncate=d.get("truncate"),
             carrier_from=d.get("carrier_from"),
         )
 

@@ -146,8 +146,10 @@ class World:
         hang: float | None = None,
         garbage: bool | None = None,
         unprivileged: bool | None = None,
+        truncate: int | None = None,
     ) -> None:
-        """Make a node's executables hang, print garbage, or run as a non-root user."""
+        """Make a node's executables hang, print garbage, or run as a non-root user; or cut
+        the full `ifconfig` listing after `truncate` characters (exit 0; negative: off)."""
         with self._store.transaction() as (state, _):
             n = state.node(node)
             if hang is not None:
@@ -156,6 +158,8 @@ class World:
                 n.garbage = garbage
             if unprivileged is not None:
                 n.unprivileged = unprivileged
+            if truncate is not None:
+                n.truncate = truncate if truncate >= 0 else None
 
     def set_carrier_source(self, node: str, directory: str | None) -> None:
         """Make the node's `ifconfig` follow the real carrier of its physical interfaces.
