@@ -252,16 +252,18 @@ def decide(policy: Policy, memory: Memory, inputs: Inputs) -> tuple[Memory, tupl
 
 def _depth(policy: Policy, mem: Memory, deeper: bool) -> Memory:
     """While demoted: one step below the demoted value when the pair says so (both nodes
-    demoted, this one yields), back to the demoted value when not. Vhids let go by hand
-    (target == baseline) stay let go."""
+    demoted, this one yields), back to the demoted value when not. Only a vhid held at one
+    of those two values moves: one let go by hand (target == baseline) or left by hand at
+    another value stays as the operator has it."""
     step = 1 if deeper else 0
     if policy.method == "carpdemote":
         want = policy.carpdemote + step if mem.share_target else 0
         return mem if want == mem.share_target else replace(mem, share_target=want)
     vhids = dict(mem.vhids)
     for key, rec in mem.vhids.items():
-        if rec.target != rec.baseline:
-            want = min(254, _demoted(policy, rec.baseline) + step)
+        base = _demoted(policy, rec.baseline)
+        if rec.target != rec.baseline and rec.target in (base, min(254, base + 1)):
+            want = min(254, base + step)
             if want not in (rec.target, rec.baseline):
                 vhids[key] = replace(rec, target=want)
     return mem if vhids == dict(mem.vhids) else replace(mem, vhids=vhid_map(vhids))
