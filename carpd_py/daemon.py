@@ -31,11 +31,13 @@ from .detach import Detached, Foreground, Startup, detach
 from .excgroup import leaves
 from .hooks import HookRunner
 from .host import HostError, OpenBSDHost
+from .lock import LockError, StateLock, acquire
 from .logsetup import Log, setup
 from .metrics import MetricsServer, parse_listen, start_metrics_server, stop_metrics_server
 from .pairing import Pairing
 from .peer import Channel, KeyFileError, load_key
 from .prober import Probes
+from .state import StatePathError, check_path
 from .supervisor import GRACE, Supervisor
 
 # Keys a reload cannot change in a running process: they need a restart.
@@ -98,6 +100,7 @@ class Daemon:
             self.pairing = Pairing(channel, log)
             self.supervisor.pair = self.pairing
         self._reloads: trio.MemorySendChannel[Config | None] | None = None
+        self.lock: StateLock | None = None
         self._metrics: tuple[MetricsServer, threading.Thread] | None = None
 
     # --- reload ------------------------------------------------------------------------
@@ -158,10 +161,19 @@ class Daemon:
 
     # --- running -----------------------------------------------------------------------
 
+    def take_state(self) -> None:
+        """Lock the state file for the life of this process (LockError: another daemon has
+        it), before the state file is read and before the control socket is touched: a
+        second daemon must not steal the socket path or write the file. Call it in the
+        process that will run the daemon (after any fork)."""
+        if self.lock is None:
+            self.lock = acquire(self.config.state_file)
+
     async def serve(self, ready: Callable[[], None] = lambda: None) -> None:
         """Start everything that can fail at start, call `ready()`, run until a signal."""
         # The signals are ours from the first moment: a SIGTERM during start-up is handled.
         with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
+            self.take_state()
             self.supervisor.load()
             try:
                 await self._run_all(signals, ready)
@@ -244,6 +256,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         for problem in exc.problems:
             print(problem, file=sys.stderr)
         return 1
+    path_problem = check_path(config.state_file)  # the file system, not the config text
+    if path_problem is not None:
+        print(path_problem, file=sys.stderr)
+        return 1
     if args.n and config.peer is not None:
         try:
             load_key(config.peer.key_file)
@@ -292,7 +308,7 @@ def run(config: Config, startup: Startup, *, foreground: bool, debug: bool) -> i
 
 def _failure(errors: list[BaseException]) -> tuple[str, str, int]:
     """(event, error, exit status) for what stopped the daemon."""
-    if all(isinstance(e, StartError) for e in errors):
+    if all(isinstance(e, (StartError, LockError, StatePathError)) for e in errors):
         return "cannot start", "; ".join(map(str, errors)), 1
     if all(isinstance(e, ControlSocketError) for e in errors):
         return "cannot open the control socket", "; ".join(map(str, errors)), 1

@@ -25,6 +25,7 @@ The rule, in one place:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
@@ -82,7 +83,7 @@ class Memory:
 @dataclass(frozen=True)
 class Inputs:
     checks: Mapping[str, Check]  # "sync", "upstream:<name>"
-    now: float  # wall-clock seconds
+    now: float  # wall-clock seconds: recorded as `since` at a demotion, for the operator
     advskews: Mapping[VhidKey, int] | None  # managed vhids on the host; None: the read failed
     counter: int | None = None  # demote counter of policy.group; None: not read
     # vhids on the host that carpd-py has a record of but no longer manages (a reload changed
@@ -92,6 +93,9 @@ class Inputs:
     # fault, or the peer's verdict is pending), and "both demoted: go one step deeper".
     withheld: frozenset[str] = frozenset()
     deeper: bool = False
+    # Seconds the current demotion has lasted, measured by the shell on the monotonic clock
+    # (a wall clock step must not shorten or stretch the hold-down); None: `now - since`.
+    demoted_for: float | None = None
 
 
 # --- effects ------------------------------------------------------------------------------
@@ -215,7 +219,16 @@ def may_restore(policy: Policy, memory: Memory, inputs: Inputs) -> bool:
     check down means every check up, i.e. every check has met its rise count."""
     if reasons_for(inputs.checks, memory.maintenance):
         return False
-    return memory.since is None or inputs.now - memory.since >= policy.hold_down
+    held = held_for(memory, inputs)
+    return held is None or held >= policy.hold_down
+
+
+def held_for(memory: Memory, inputs: Inputs) -> float | None:
+    """Seconds the current demotion has lasted: the shell's monotonic measure if it gave
+    one, else the wall clock since `since`; None when not known (restore at once)."""
+    if inputs.demoted_for is not None:
+        return inputs.demoted_for
+    return inputs.now - memory.since if memory.since is not None else None
 
 
 def decide(policy: Policy, memory: Memory, inputs: Inputs) -> tuple[Memory, tuple[Effect, ...]]:
@@ -235,7 +248,7 @@ def decide(policy: Policy, memory: Memory, inputs: Inputs) -> tuple[Memory, tupl
             mem = _hold(policy, mem, inputs.others)
             effects.append(Demote(acting))
         elif mem.demoted and may_restore(policy, mem, inputs):
-            after = inputs.now - mem.since if mem.since is not None else 0.0
+            after = held_for(mem, inputs) or 0.0
             mem = replace(mem, demoted=False, since=None, reasons=())
             mem = release(policy, mem)
             effects.append(Restore(after))
@@ -501,6 +514,19 @@ def set_maintenance(mem: Memory, on: bool) -> Memory:
 def stand_down(policy: Policy, mem: Memory) -> Memory:
     """restore_on_exit: give up the demotion now, hold-down or not."""
     return release(policy, replace(mem, demoted=False, since=None, reasons=()))
+
+
+def resume(mem: Memory, now: float) -> tuple[Memory, float | None]:
+    """At a start: the memory from the state file, and the seconds its demotion has lasted
+    (None when not demoted), at wall-clock `now`. A stored time in the future, not finite or
+    negative cannot be right (a clock that was wrong, a file edited by hand): it counts as
+    now, so the whole hold-down runs again. Never sooner than wanted, never forever."""
+    if not mem.demoted:
+        return mem, None
+    since = mem.since
+    if since is None or not math.isfinite(since) or since < 0 or since > now:
+        return replace(mem, since=now), 0.0
+    return mem, now - since
 
 
 def after_reboot(mem: Memory) -> Memory:

@@ -40,6 +40,8 @@ carpd_probe_duration_seconds{check}         histogram
 carpd_probe_failures_total{check,target}
 carpd_poll_duration_seconds                 histogram; its _count is the rounds done
 carpd_command_errors_total{command}         0 for "ifconfig" from the start
+carpd_state_write_errors_total              writes of the state file that failed (each
+                                            holds back what it would have recorded)
 carpd_warnings                              how many `carpctl inspect` warnings hold now
 carpd_peer_up                               with [peer] only: 1 a valid message from the peer
                                             within peer.timeout, 0 not (it decides alone)
@@ -287,6 +289,11 @@ def metric_families(status: Status) -> list[Metric]:
     errors = counter("carpd_command_errors", "Commands that failed, by command.", ["command"])
     for command in sorted({*COMMANDS, *tele.command_errors}):
         errors.add_metric([command], tele.command_errors.get(command, 0))
+    counter(
+        "carpd_state_write_errors",
+        "Writes of the state file that failed; what they would have recorded waits.",
+        [],
+    ).add_metric([], tele.state_write_errors)
     gauge(
         "carpd_warnings", "Problems an admin must fix (see carpctl inspect).", len(status.warnings)
     )

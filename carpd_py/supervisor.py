@@ -8,6 +8,7 @@ when a signal arrives) under a deadline; publish an immutable Status for readers
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -90,6 +91,56 @@ class Status:
 
 
 GRACE = 0.5  # seconds a task may overrun its own deadline before the supervisor gives up on it
+MISSING = "the file is missing"  # why the state file must be written again
+WRITE_ERROR_EVERY = 60.0  # seconds between two logs of the same state file write failure
+
+
+def _describe(key: d.VhidKey) -> str:
+    return f"{key[0]} vhid {key[1]}"
+
+
+def _monotonic() -> float:
+    """trio's clock (a MockClock in tests), or the system's monotonic clock outside trio."""
+    try:
+        return trio.current_time()
+    except RuntimeError:
+        return time.monotonic()
+
+
+def _action(effect: d.Effect) -> str:
+    """What an effect does, in a few words, for the log of a write that holds it back."""
+    if isinstance(effect, d.Demote):
+        return f"demote ({', '.join(effect.reasons)})"
+    if isinstance(effect, d.Restore):
+        return "restore"
+    if isinstance(effect, d.ReasonsChanged):
+        return f"reasons ({', '.join(effect.after)})"
+    if isinstance(effect, d.Adopt):
+        return f"adopt {_describe(effect.key)} advskew {effect.after}"
+    if isinstance(effect, d.Refuse):
+        return f"leave {_describe(effect.key)} alone"
+    if isinstance(effect, d.Manage):
+        return f"manage {_describe(effect.key)}"
+    if isinstance(effect, d.ShareAdopted):
+        return f"adopt group {effect.group} counter {effect.after}"
+    if isinstance(effect, d.Unconfirmed):
+        return f"confirm {_describe(effect.key)} advskew {effect.value}"
+    if isinstance(effect, d.NotAdopted):
+        return f"keep {_describe(effect.key)} baseline {effect.baseline}"
+    if isinstance(effect, d.SetAdvskew):
+        return f"set {effect.interface} " + " ".join(
+            f"vhid {v} advskew {s}" for v, s in effect.skews.items()
+        )
+    return f"group {effect.group} carpdemote {effect.delta:+d}"
+
+
+def _waiting(effects: tuple[d.Effect, ...], rewrite: str | None) -> str:
+    """The actions a failed write holds back: the edges if any, else the commands."""
+    edges = [_action(e) for e in effects if not isinstance(e, d.COMMANDS)]
+    words = edges or [_action(e) for e in effects]
+    if words:
+        return ", ".join(words)
+    return f"rewrite ({rewrite})" if rewrite is not None else "recording what was read"
 
 
 class Supervisor:
@@ -101,13 +152,15 @@ class Supervisor:
         log: Log,
         *,
         wall: Callable[[], float] = time.time,
+        clock: Callable[[], float] | None = None,
         boot_time: float | None = None,
         hooks: Hooks | None = None,
     ) -> None:
         self.host = host
         self.prober = prober
         self.log = log
-        self.wall = wall
+        self.wall = wall  # for what is shown and stored: `since`, `updated`
+        self.clock = clock or _monotonic  # for durations: the hold-down
         self.boot_time = boot_time if boot_time is not None else wall()
         self.hooks = hooks
         self.pair: Pairing | None = None  # the peer's view and the pair rule (pairing.py)
@@ -120,6 +173,11 @@ class Supervisor:
         self.command_error: dict[str, str] = {}
         self.warned: tuple[str, ...] = ()
         self._sysctl_due = 0.0
+        self._held_at: float | None = None  # self.clock() when the demotion in force began
+        self._rewrite: str | None = None  # the state file must be written again: why
+        self._on_disk = False  # the state file was read or written: its absence is news
+        self._write_error: tuple[str, str] | None = None  # (error, waiting) last logged
+        self._write_error_at = 0.0  # self.clock() when it was logged
         self._lost: tuple[str, ...] = ()  # interfaces the last (refused) read lost at once
         self._configure(config)
         self.status = Status(config=config, started=wall())
@@ -139,10 +197,19 @@ class Supervisor:
         if loaded.note:
             self.log.error("state file set aside", detail=loaded.note)
         memory = loaded.memory
+        self._on_disk = loaded.boot_time is not None
         if loaded.boot_time is not None and abs(loaded.boot_time - self.boot_time) > 2:
             memory = d.after_reboot(memory)
             self.log.notice("host rebooted since the state was written; baselines kept")
+        memory, elapsed = d.resume(memory, self.wall())
+        if memory.since != loaded.memory.since and loaded.memory.demoted:
+            self.log.warning(
+                "stored demotion time cannot be right; counted as now",
+                stored=loaded.memory.since,
+            )
+            self._rewrite = "a corrected demotion time"
         self.memory = memory
+        self._held_at = self.clock() - elapsed if elapsed is not None else None
         if memory.demoted:
             self.log.notice(
                 "still demoted from before the restart",
@@ -152,12 +219,71 @@ class Supervisor:
         if memory.maintenance:
             self.log.notice("maintenance is on (from the state file)")
 
-    def persist(self, memory: d.Memory) -> None:
-        """Durably, before any change to the host. Synchronous on purpose: a few ms of fsync
-        on an edge, and the write must be done before the command starts."""
-        if memory != self.memory:
-            state.save(self.config.state_file, memory, self.boot_time)
-            self.memory = memory
+    def _commit(self, memory: d.Memory) -> None:
+        """`memory` is on disk: it is ours now. The hold-down starts at a demotion edge."""
+        if memory.demoted and not self.memory.demoted:
+            self._held_at = self.clock()
+        elif not memory.demoted:
+            self._held_at = None
+        self.memory = memory
+
+    def _save(self, memory: d.Memory) -> None:
+        """Write the state file; OSError when it cannot be written."""
+        state.save(self.config.state_file, memory, self.boot_time)
+        self._on_disk = True
+        self._rewrite = None
+        if self._write_error is not None:
+            self.log.notice("state file written again", file=self.config.state_file)
+            self._write_error = None
+
+    def persist(self, memory: d.Memory, waiting: str = "a change of state") -> bool:
+        """Durably, before any change to the host; False when the file cannot be written,
+        and then nothing may be changed: the failure is logged (at most once a minute for
+        the same failure), counted, and the next round tries again. Synchronous on purpose:
+        a few ms of fsync on an edge, and the write must be done before the command starts."""
+        self._check_file()
+        if memory == self.memory and self._rewrite is None:
+            return True
+        missing = self._rewrite == MISSING
+        try:
+            self._save(memory)
+        except OSError as exc:
+            self._write_failed(exc, waiting)
+            return False
+        self._commit(memory)
+        if missing:
+            self.log.warning(
+                "state file missing; written back from memory", file=self.config.state_file
+            )
+        return True
+
+    def _write_failed(self, exc: OSError, waiting: str) -> None:
+        self.telemetry.state_write_errors += 1
+        error = exc.strerror or str(exc)
+        now = self.clock()
+        if (error, waiting) != self._write_error or now - self._write_error_at >= (
+            WRITE_ERROR_EVERY
+        ):
+            self.log.error(
+                "cannot write the state file; holding back",
+                file=self.config.state_file,
+                error=error,
+                waiting=waiting,
+            )
+            self._write_error = (error, waiting)
+            self._write_error_at = now
+
+    def _check_file(self) -> None:
+        """A state file deleted under a running daemon is written back from memory."""
+        if not self._on_disk:
+            return  # a first start: the first change writes it
+        try:
+            os.stat(self.config.state_file)
+        except (FileNotFoundError, NotADirectoryError):
+            if self._rewrite is None:
+                self._rewrite = MISSING
+        except OSError:
+            pass
 
     # --- one round ---------------------------------------------------------------------
 
@@ -281,6 +407,7 @@ class Supervisor:
             advskews=managed_advskews(view, self.config) if view is not None else None,
             counter=view.group_demote.get(self.policy.group) if view is not None else None,
             others=released_advskews(view, self.config, self.memory.vhids) if view else {},
+            demoted_for=self._demoted_for(),
         )
         if self.pair is not None:
             inputs = self.pair.adjust(self, inputs)
@@ -289,6 +416,11 @@ class Supervisor:
         self.telemetry.polls += 1
         self.telemetry.poll_durations.observe(trio.current_time() - started)
         self.publish()
+
+    def _demoted_for(self) -> float | None:
+        if not self.memory.demoted or self._held_at is None:
+            return None
+        return max(0.0, self.clock() - self._held_at)
 
     def _step_checks(self, rounds: Mapping[str, Round]) -> None:
         for name, result in rounds.items():
@@ -329,7 +461,9 @@ class Supervisor:
 
     async def apply(self, memory: d.Memory, effects: tuple[d.Effect, ...]) -> None:
         before = self.memory
-        self.persist(memory)
+        self._check_file()
+        if not self.persist(memory, _waiting(effects, self._rewrite)):
+            return  # nothing is reported or run that is not on disk; the next round retries
         for effect in effects:
             if isinstance(effect, d.Restore):
                 report_restore(self, effect, before, memory)
@@ -342,7 +476,9 @@ class Supervisor:
         with trio.CancelScope(shield=True, deadline=trio.current_time() + budget):
             for effect in commands:
                 if await self._command(effect):
-                    self.persist(d.confirm(self.memory, effect))
+                    # If this write fails, the file still holds the command as sent: the
+                    # next read tells its outcome.
+                    self.persist(d.confirm(self.memory, effect), "recording a command done")
 
     async def _command(self, effect: d.Effect) -> bool:
         try:
@@ -391,9 +527,16 @@ class Supervisor:
     # --- control -----------------------------------------------------------------------
 
     def set_maintenance(self, on: bool) -> None:
-        """Takes effect at the next round; persisted now, so it survives a restart."""
+        """Takes effect at the next round; persisted now, so it survives a restart.
+        OSError when the state file cannot be written: then nothing changes."""
         if self.memory.maintenance != on:
-            self.persist(d.set_maintenance(self.memory, on))
+            memory = d.set_maintenance(self.memory, on)
+            try:
+                self._save(memory)
+            except OSError as exc:
+                self._write_failed(exc, "maintenance " + ("on" if on else "off"))
+                raise
+            self._commit(memory)
             self.log.notice("maintenance " + ("on" if on else "off"))
             self.publish()
 

@@ -56,6 +56,7 @@ class TelemetrySnapshot:
     polls: int
     probe_durations: Mapping[str, HistogramSnapshot]
     poll_durations: HistogramSnapshot
+    state_write_errors: int = 0  # writes of the state file that failed
 
 
 @dataclass
@@ -69,6 +70,7 @@ class Telemetry:
     polls: int = 0
     probe_durations: dict[str, Histogram] = field(default_factory=dict)
     poll_durations: Histogram = field(default_factory=Histogram)
+    state_write_errors: int = 0
 
     def probe_duration(self, check: str, seconds: float) -> None:
         self.probe_durations.setdefault(check, Histogram()).observe(seconds)
@@ -86,4 +88,5 @@ class Telemetry:
                 {k: h.snapshot() for k, h in self.probe_durations.items()}
             ),
             poll_durations=self.poll_durations.snapshot(),
+            state_write_errors=self.state_write_errors,
         )

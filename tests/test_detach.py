@@ -29,11 +29,13 @@ DEADLINE = 60.0  # seconds any one command may take
 def daemons_of(config: Path) -> list[psutil.Process]:
     """The carpd-py processes started with this config file."""
     found = []
-    for proc in psutil.process_iter(["cmdline"]):
+    for proc in psutil.process_iter(["cmdline", "ppid"]):
         cmdline: list[str] = list(proc.info["cmdline"] or [])
         if proc.pid != os.getpid() and str(config) in cmdline:
             found.append(proc)
-    return found
+    # A command the daemon is spawning carries its argv between fork and exec: not a daemon.
+    pids = {p.pid for p in found}
+    return [p for p in found if p.info["ppid"] not in pids]
 
 
 def stop_all(config: Path) -> None:
@@ -118,14 +120,25 @@ def test_the_parent_exits_0_only_once_the_control_socket_answers(pair: Harness) 
 
 
 def test_a_second_daemon_on_the_same_socket_fails_with_the_reason(pair: Harness) -> None:
+    node = pair.nodes["A"]
     assert start(pair).returncode == 0
+    (first,) = daemons_of(node.config_path)
+    # The same config: the state file's lock stops it first, naming the holder.
     second = start(pair)
     assert second.returncode == 1
     assert second.stderr == (
-        "carpd-py: cannot open the control socket: another carpd-py is running on "
-        f"{pair.nodes['A'].socket_path}\n"
+        f"carpd-py: another carpd-py (pid {first.pid}) holds the state file {node.state_path} "
+        f"(lock {node.state_path}.lock); stop it first\n"
     )
-    assert len(daemons_of(pair.nodes["A"].config_path)) == 1  # the first one runs on
+    # Another state file but the same socket: the socket check stops it.
+    pair.configure("A", state_file=str(node.root / "other.json"))
+    third = start(pair)
+    assert third.returncode == 1
+    assert third.stderr == (
+        "carpd-py: cannot open the control socket: another carpd-py is running on "
+        f"{node.socket_path}\n"
+    )
+    assert daemons_of(node.config_path) == [first]  # the first one runs on
     assert pair.carpctl("A", "status").returncode == 0
 
 

@@ -308,11 +308,13 @@ class Rig:
 def daemons(daemon: Path) -> list[psutil.Process]:
     """Processes running `daemon` as a script: its path is an argument of their own."""
     found = []
-    for proc in psutil.process_iter(["cmdline"]):
+    for proc in psutil.process_iter(["cmdline", "ppid"]):
         cmdline: list[str] = list(proc.info["cmdline"] or [])
         if str(daemon) in cmdline:
             found.append(proc)
-    return found
+    # A command the daemon is spawning carries its argv between fork and exec: not a daemon.
+    pids = {p.pid for p in found}
+    return [p for p in found if p.info["ppid"] not in pids]
 
 
 def kill_leftovers(tmp: Path) -> None:
