@@ -10,6 +10,7 @@ import stat
 import sys
 import time
 from collections.abc import Sequence
+from functools import partial
 from typing import Any
 
 import trio
@@ -19,6 +20,8 @@ from .config import DEFAULT_PATH, Config, ConfigError, load_config
 from .host import HostError, OpenBSDHost
 from .inspect import format_table, inspect_report
 from .status import format_status
+from .verify import NodeReport, failed, format_verify, verify
+from .verifyio import local_report
 
 TIMEOUT = 10.0  # seconds for the whole exchange with the daemon
 MAX_ANSWER = 16 * 1024 * 1024  # bytes; a status document is a few KiB
@@ -54,6 +57,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     maintenance.add_argument("state", choices=("on", "off"))
     sub.add_parser("reload", parents=[common], help="make the daemon re-read its configuration")
+    verify = sub.add_parser(
+        "verify", parents=[common], help="run the handbook's checks on the pair (exit 1: failed)"
+    )
+    verify.add_argument("--json", action="store_true", help="print JSON")
     return parser
 
 
@@ -192,13 +199,41 @@ async def _inspect(config: Config, as_json: bool) -> str:
     return format_table(report)
 
 
+async def _verify(config: Config, path: str, as_json: bool) -> tuple[str, bool, str]:
+    """Read this node directly; its share and the peer's report from the daemon, if it runs."""
+    our_share: int | None = None
+    peer: NodeReport | None = None
+    note = ""
+    try:
+        answer = await trio.to_thread.run_sync(partial(_ask, path, {"cmd": "verify"}))
+    except ClientError as exc:
+        note = f"carpctl: {exc}: no peer report, carpd-py's share unknown\n"
+    else:
+        local = answer.get("local")
+        if isinstance(local, dict):
+            our_share = local.get("our_share") if isinstance(local.get("our_share"), int) else None
+        elif config.demote.method == "advskew":
+            our_share = 0
+        if isinstance(answer.get("peer"), dict):
+            try:
+                peer = NodeReport.from_json(answer["peer"])
+            except ValueError:
+                note = "carpctl: the peer's report could not be read\n"
+    if config.demote.method == "advskew":
+        our_share = 0  # carpd-py never touches the counter with this method
+    report = await local_report(config, our_share)
+    document = verify(report, peer, config)
+    text = json.dumps(document, indent=2) + "\n" if as_json else format_verify(document)
+    return text, failed(document), note
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     file: str | None = getattr(args, "file", None)
     path: str | None = getattr(args, "socket", None)
     # The config is read for inspect, for the socket's path, and whenever -f names one.
     config = Config(path="(defaults)")
-    if args.command == "inspect" or path is None or file is not None:
+    if args.command in ("inspect", "verify") or path is None or file is not None:
         try:
             config = load_cli_config(file)
         except ConfigError as exc:
@@ -209,6 +244,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "inspect":
             sys.stdout.write(trio.run(_inspect, config, args.json))
             return 0
+        if args.command == "verify":
+            where = path if path is not None else config.control.socket
+            text, bad, note = trio.run(_verify, config, where, args.json)
+            sys.stdout.write(text)
+            sys.stderr.write(note)
+            return 1 if bad else 0
         if args.command in ("status", "maintenance", "reload"):
             sys.stdout.write(_talk(args, path if path is not None else config.control.socket))
             return 0

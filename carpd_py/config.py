@@ -24,7 +24,7 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 DemoteMethod = Literal["advskew", "carpdemote"]
-ProbeMethod = Literal["icmp", "tcp", "exec"]
+ProbeMethod = Literal["icmp", "tcp", "exec", "relayd"]
 
 DEFAULT_PATH = "/etc/carpd-py.conf"
 
@@ -65,10 +65,22 @@ class UpstreamConfig:
     targets: tuple[str, ...] = ()
     port: int | None = None
     command: tuple[str, ...] = ()
+    relay: str | None = None  # method "relayd": the relay (or redirect) whose hosts count
+    table: str | None = None  # method "relayd": or the table whose hosts count
     min_up: int = 1
     timeout: float = 1.0
     fall: int = 3
     rise: int = 5
+
+
+@dataclass(frozen=True)
+class VerifyConfig:
+    """The handbook's checks (`carpctl verify`), run by the daemon every `interval` seconds."""
+
+    interval: float = 60.0  # 0 turns the daemon's checks off (`carpctl verify` still works)
+    states_tolerance: float = 0.2  # state counts within this fraction of the larger are "close"
+    relayd_conf: str = "/etc/relayd.conf"  # where the relays' `listen on` lines are read
+    name: str = ""  # this node's name in the reports; "" is the host name
 
 
 @dataclass(frozen=True)
@@ -92,6 +104,8 @@ class ControlConfig:
 class PlatformConfig:
     ifconfig: str = "/sbin/ifconfig"
     sysctl: str = "/sbin/sysctl"
+    pfctl: str = "/sbin/pfctl"
+    relayctl: str = "/usr/sbin/relayctl"
     command_timeout: float = 2.0  # deadline for one ifconfig/sysctl run
     sysctl_interval: float = 30.0  # how often the daemon re-reads net.inet.carp
 
@@ -122,6 +136,7 @@ class Config:
     demote: DemoteConfig = field(default_factory=DemoteConfig)
     sync: SyncConfig | None = None
     upstream: tuple[UpstreamConfig, ...] = ()
+    verify: VerifyConfig = field(default_factory=VerifyConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     log: LogConfig = field(default_factory=LogConfig)
     control: ControlConfig = field(default_factory=ControlConfig)
@@ -364,15 +379,23 @@ _SCHEMA = _Table(Config, {
     "upstream": _Array(_Table(UpstreamConfig, {
         "name": _string(r"[A-Za-z0-9_.-]+",
                         'a name of up to 64 letters, digits, "_", "." or "-"', 64),
-        "method": _choice("icmp", "tcp", "exec"),
+        "method": _choice("icmp", "tcp", "exec", "relayd"),
         "targets": _array(_ip, most=MAX_TARGETS, unique=True),
         "port": _integer(1, 65535),
         "command": _argv,
+        "relay": _string(r"[^\x00\s]+", "a relay name as in relayd.conf", 64),
+        "table": _string(r"[^\x00\s<>]+", "a table name as in relayd.conf", 64),
         "min_up": _integer(1),
         "timeout": _TIMEOUT,
         "fall": _COUNT,
         "rise": _COUNT,
     }), MAX_GROUPS),
+    "verify": _Table(VerifyConfig, {
+        "interval": _number(0, 86400),
+        "states_tolerance": _number(0, 1),
+        "relayd_conf": _ABSPATH,
+        "name": _string(r"[A-Za-z0-9_.-]*", 'a name of letters, digits, "_", "." or "-"', 64),
+    }),
     "metrics": _Table(MetricsConfig, {"listen": _listen}),
     "log": _Table(LogConfig, {
         "facility": _choice(*LOG_FACILITIES),
@@ -383,6 +406,8 @@ _SCHEMA = _Table(Config, {
     "platform": _Table(PlatformConfig, {
         "ifconfig": _ABSPATH,
         "sysctl": _ABSPATH,
+        "pfctl": _ABSPATH,
+        "relayctl": _ABSPATH,
         "command_timeout": _TIMEOUT,
         "sysctl_interval": _number(0.1, 86400),
     }),
@@ -401,7 +426,9 @@ _SCHEMA = _Table(Config, {
 })  # fmt: skip
 
 # Upstream keys that only make sense with some probe methods; required with those.
-_METHOD_KEYS = {"targets": ("icmp", "tcp"), "port": ("tcp",), "command": ("exec",)}
+_METHOD_KEYS = {"targets": ("icmp", "tcp"), "port": ("tcp",), "command": ("exec",),
+                "relay": ("relayd",), "table": ("relayd",)}  # fmt: skip
+_ONE_OF = {"relayd": ("relay", "table")}  # exactly one of these with the method
 
 
 class _Problems(list[str]):
@@ -474,8 +501,15 @@ def _check_upstream(values: dict[str, Any], out: _Problems) -> None:
         method = up.get("method", "icmp")
         if method is _INVALID:
             continue
+        either = _ONE_OF.get(method, ())
+        if either and sum(up.get(k) is not None for k in either) != 1:
+            out.add(f"upstream[{i}]", f'method "{method}" needs exactly one of relay or table')
         for key, methods in _METHOD_KEYS.items():
             given = up.get(key)
+            if key in either:
+                if method not in methods and key in up and given is not _INVALID:
+                    out.add(f"upstream[{i}].{key}", f'only with method "relayd", not "{method}"')
+                continue
             if method in methods and given in (None, ()):
                 out.add(f"upstream[{i}].{key}", f'required with method "{method}"')
             elif method not in methods and key in up and given is not _INVALID:

@@ -7,6 +7,8 @@ response line, then close:
     {"cmd": "status"}                       -> {"ok": true, ...the status document...}
     {"cmd": "maintenance", "on": true}      -> {"ok": true, "maintenance": true, ...}
     {"cmd": "reload"}                       -> {"ok": true, ...}
+    {"cmd": "verify"}                       -> {"ok": true, "local": REPORT, "peer": REPORT,
+                                                "document": the last checks' document}
     anything else, or a handler's refusal   -> {"ok": false, "error": "..."}
 
 A request is at most MAX_REQUEST bytes, a connection lives at most DEADLINE seconds and is
@@ -36,6 +38,8 @@ import trio
 from .logsetup import Log
 from .status import status_document
 from .supervisor import Supervisor
+from .verifier import Verifier
+from .verify import summary as verify_summary
 
 MAX_REQUEST = 64 * 1024  # bytes in one request line, newline excluded
 DEADLINE = 5.0  # seconds one connection may take, from accept to close
@@ -62,6 +66,7 @@ class ControlHandler(Protocol):
     def status(self) -> dict[str, Any]: ...
     def maintenance(self, on: bool) -> dict[str, Any]: ...
     async def reload(self) -> dict[str, Any]: ...
+    def verify(self) -> dict[str, Any]: ...
 
 
 class SupervisorControl:
@@ -69,13 +74,28 @@ class SupervisorControl:
     call `Supervisor.reconfigure`), raising RequestError when the new config is refused."""
 
     def __init__(
-        self, supervisor: Supervisor, reload: Callable[[], Awaitable[dict[str, Any]]]
+        self,
+        supervisor: Supervisor,
+        reload: Callable[[], Awaitable[dict[str, Any]]],
+        verifier: Verifier | None = None,
     ) -> None:
         self.supervisor = supervisor
         self._reload = reload
+        self.verifier = verifier
 
     def status(self) -> dict[str, Any]:
-        return status_document(self.supervisor.status)
+        doc = status_document(self.supervisor.status)
+        last = self.verifier.last if self.verifier is not None else None
+        doc["verify"] = None
+        if last is not None:
+            problems = verify_summary(last.document)
+            doc["verify"] = {"result": last.document["result"], "problems": problems}
+        return doc
+
+    def verify(self) -> dict[str, Any]:
+        if self.verifier is None:
+            return {"local": None, "peer": None, "document": None}
+        return self.verifier.answer()
 
     def maintenance(self, on: bool) -> dict[str, Any]:
         changed = self.supervisor.memory.maintenance != on
@@ -234,10 +254,12 @@ async def answer(line: bytes, handler: ControlHandler, log: Log) -> dict[str, An
             result = handler.maintenance(on)
         elif cmd == "reload":
             result = await handler.reload()
+        elif cmd == "verify":
+            result = handler.verify()
         elif cmd is None:
             return _error('request has no "cmd"')
         else:
-            return _error(f"unknown command {_show(cmd)} (status, maintenance, reload)")
+            return _error(f"unknown command {_show(cmd)} (status, maintenance, reload, verify)")
     except RequestError as exc:
         return _error(str(exc))
     except Exception as exc:  # a bug in the handler: answer, log, keep serving

@@ -34,11 +34,13 @@ from .host import HostError, OpenBSDHost
 from .lock import LockError, StateLock, acquire
 from .logsetup import Log, setup
 from .metrics import MetricsServer, parse_listen, start_metrics_server, stop_metrics_server
+from .model import HostView
 from .pairing import Pairing
 from .peer import Channel, KeyFileError, load_key
 from .prober import Probes
 from .state import StatePathError, check_path
 from .supervisor import GRACE, Supervisor
+from .verifier import Verifier, VerifyCollector
 
 # Keys a reload cannot change in a running process: they need a restart.
 RESTART_ONLY = ("state_file", "metrics", "log", "control", "peer")
@@ -99,9 +101,17 @@ class Daemon:
             channel.bind()
             self.pairing = Pairing(channel, log)
             self.supervisor.pair = self.pairing
+        self.verifier = Verifier(config, log, self._view, self._share)
         self._reloads: trio.MemorySendChannel[Config | None] | None = None
         self.lock: StateLock | None = None
         self._metrics: tuple[MetricsServer, threading.Thread] | None = None
+
+    def _view(self) -> HostView | None:
+        return self.supervisor.status.view
+
+    def _share(self) -> int:
+        memory = self.supervisor.memory
+        return memory.share if self.config.demote.method == "carpdemote" else 0
 
     # --- reload ------------------------------------------------------------------------
 
@@ -139,6 +149,7 @@ class Daemon:
         self.host.platform = new.platform
         self.host.groups = (new.demote.group,)
         self.hooks.config = new.hooks
+        self.verifier.config = new
         await self.probes.ensure(new)
         self.supervisor.reconfigure(new)
         self.log.notice("configuration reloaded", path=new.path)
@@ -195,6 +206,7 @@ class Daemon:
             await self._first_read()
             nursery.start_soon(self._reloader, recv)
             await nursery.start(self.supervisor.run)
+            await nursery.start(self.verifier.run)
             ready()  # the last step of the start-up: what can fail at start comes before
             async for signum in signals:
                 if signum == signal.SIGHUP:
@@ -212,14 +224,18 @@ class Daemon:
     async def _start_services(self, nursery: trio.Nursery) -> None:
         """The control socket and the metrics endpoint (a thread that reads only the
         immutable Status the supervisor publishes)."""
-        control = SupervisorControl(self.supervisor, self.reload_request)
+        control = SupervisorControl(self.supervisor, self.reload_request, self.verifier)
         await nursery.start(
             partial(serve_control, self.config.control.socket, control, log=self.log)
         )
         listen = self.config.metrics.listen
         if listen:
             try:
-                self._metrics = start_metrics_server(listen, lambda: self.supervisor.status)
+                self._metrics = start_metrics_server(
+                    listen,
+                    lambda: self.supervisor.status,
+                    extra=(VerifyCollector(lambda: self.verifier.last),),
+                )
             except OSError as exc:
                 raise StartError(
                     f"cannot listen for metrics on {listen}: {exc.strerror or exc}"

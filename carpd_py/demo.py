@@ -6,7 +6,9 @@ OpenBSD host; each node runs the real `carpd-py` with the real host adapter, and
 daemons decide together over UDP ([peer]). The story: A's SYNC port fails, A demotes, B
 takes over; the port comes back, A restores its exact advskew and takes MASTER back; the
 direct SYNC cable is pulled (both ends): nothing moves, both say why; A loses its upstream,
-B takes over; the ISP both use goes down: nothing moves; and A is put in maintenance.
+B takes over; the ISP both use goes down: nothing moves; and A is put in maintenance;
+then `carpctl verify` runs the handbook's checks, which pass on the healthy pair, until B
+loads a pf ruleset that differs from A's.
 Every step is checked: the demo exits 1 if the story does not happen as told.
 """
 
@@ -23,8 +25,13 @@ import urllib.request
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+from .carpctl import ClientError, call
+from .config import parse_config
+from .sim import services
 from .sim.harness import Harness
+from .verify import NodeReport, verify
 
 STEP_TIMEOUT = 15.0
 # What the daemons log that the timeline shows (their role-change lines are left out: the
@@ -241,6 +248,52 @@ def tell(story: Story, gateways: dict[str, Upstream], metrics_url: str | None = 
     story.wait("A is MASTER again", lambda: story.masters("A"))
 
 
+def pair_document(h: Harness) -> dict[str, Any] | None:
+    """The checks over both daemons' own reports (what the pair channel carries between
+    them), as `carpctl verify --json` prints them; None until both daemons have one."""
+    reports = []
+    for node in h.nodes.values():
+        try:
+            answer = call(str(node.socket_path), {"cmd": "verify"}, timeout=5.0)
+        except ClientError:
+            return None
+        if not isinstance(answer.get("local"), dict):
+            return None
+        reports.append(NodeReport.from_json(answer["local"]))
+    config = parse_config(h.nodes["A"].config_path.read_text(), str(h.nodes["A"].config_path))
+    return verify(reports[0], reports[1], config)
+
+
+def check_of(doc: dict[str, Any] | None, name: str) -> dict[str, Any]:
+    if doc is None:
+        return {"result": "none", "nodes": {}}
+    return next((c for c in doc["checks"] if c["check"] == name), {"result": "none", "nodes": {}})
+
+
+def tell_verify(story: Story) -> None:
+    """carpctl verify on the healthy pair, then a rules mismatch that it names."""
+    h, say = story.harness, story.say
+    say("A", "OPERATOR: carpctl verify (the handbook's checks)")
+    done = h.carpctl("A", "verify")
+    result = next((x for x in done.stdout.splitlines() if x.startswith("result:")), "no result")
+    say("A", f"carpctl verify: exit {done.returncode}, {result}")
+    if done.returncode != 0:
+        story.failures.append("carpctl verify passes on the healthy pair")
+    story.wait("both daemons have run the checks", lambda: pair_document(h) is not None)
+    story.wait("the pair's checks are all ok",
+               lambda: (pair_document(h) or {}).get("result") == "ok")  # fmt: skip
+    say("B", "FAULT: B loads a pf ruleset with one rule more than A's")
+    services.set_pf(h.world.path, "B", add_rule="pass in on em0 proto tcp to port 22")
+    mismatch = lambda: check_of(pair_document(h), "rules_match")["result"] == "failure"  # noqa: E731
+    story.wait("verify names the rules mismatch", mismatch)
+    for node, seen in check_of(pair_document(h), "rules_match")["nodes"].items():
+        say(node, f"rules_match: {seen}")
+    say("B", "REPAIR: B loads the same ruleset as A")
+    services.set_pf(h.world.path, "B", remove_rule="pass in on em0 proto tcp to port 22")
+    story.wait("the rulesets match again",
+               lambda: check_of(pair_document(h), "rules_match")["result"] == "ok")  # fmt: skip
+
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
@@ -259,6 +312,7 @@ def configure(h: Harness, gateways: dict[str, Upstream]) -> dict[str, str]:
             "metrics": {"listen": listen},
             "demote": {"hold_down": 2.0},
             "sync": {"interface": "pfsync0", "fall": 2, "rise": 3},
+            "verify": {"interval": 0.5},
         }
         port = gateways[name].port
         isp = {"name": "isp", "method": "tcp", "targets": ["127.0.0.1"], "port": port}
@@ -291,6 +345,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         for name in h.nodes:
             h.start(name)
         tell(story, gateways, urls.get("A"))
+        tell_verify(story)
     finally:
         h.stop_all()
         for gateway in gateways.values():

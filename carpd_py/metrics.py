@@ -438,11 +438,15 @@ def _max_fds() -> float:
     return float(soft)
 
 
-def make_registry(get_status: Callable[[], Status]) -> CollectorRegistry:
+def make_registry(
+    get_status: Callable[[], Status], extra: Iterable[Collector] = ()
+) -> CollectorRegistry:
     """A registry of our own (never the global one): carpd_* and process_* only."""
     registry = CollectorRegistry(auto_describe=False)
     registry.register(StatusCollector(get_status))
     registry.register(ProcessCollector())
+    for collector in extra:
+        registry.register(collector)
     return registry
 
 
@@ -577,7 +581,7 @@ class MetricsServer(ThreadingWSGIServer):
 
 
 def start_metrics_server(
-    listen: str, get_status: Callable[[], Status]
+    listen: str, get_status: Callable[[], Status], extra: Iterable[Collector] = ()
 ) -> tuple[MetricsServer, threading.Thread]:
     """Serve the metrics on `listen` ("HOST:PORT", "[IPv6]:PORT"; port 0: any free port,
     see `server.port`) from a daemon thread. Stop with `stop_metrics_server(server, thread)`.
@@ -589,7 +593,7 @@ def start_metrics_server(
     infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     family, _, _, _, sockaddr = infos[0]
     server = MetricsServer(tuple(sockaddr), family)
-    app = make_wsgi_app(make_registry(get_status))
+    app = make_wsgi_app(make_registry(get_status, extra))
     server.set_app(app)
     thread = threading.Thread(target=server.serve_forever, name="carpd-metrics", daemon=True)
     thread.start()

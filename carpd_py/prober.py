@@ -34,6 +34,7 @@ class Probes:
         self.log = log
         self.pingers: dict[socket.AddressFamily, Pinger] = {}
         self._nursery: trio.Nursery | None = None
+        self.relayctl = "/usr/sbin/relayctl"
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         async with trio.open_nursery() as nursery:
@@ -44,6 +45,7 @@ class Probes:
     async def ensure(self, config: Config) -> None:
         """Open the ICMP sockets the config needs (a failure is logged: those probes fail)."""
         assert self._nursery is not None, "Probes.run() first"
+        self.relayctl = config.platform.relayctl
         for family in icmp_families(config) - set(self.pingers):
             pinger = Pinger(family)
             try:
@@ -65,10 +67,14 @@ class Probes:
         return await pinger.ping(address, timeout)
 
     async def group(self, upstream: UpstreamConfig) -> UpstreamRound:
-        result = await probe_group(upstream, self.ping if upstream.method == "icmp" else None)
+        ping = self.ping if upstream.method == "icmp" else None
+        result = await probe_group(upstream, ping, relayctl=self.relayctl)
         if result.command is not None:
             failed: tuple[str, ...] = () if result.good else ("command",)
             return UpstreamRound(result.good, failed, result.duration, result.command.summary)
         failed = tuple(t.target for t in result.targets if not t.answered)
+        if result.note:
+            failed = failed or (() if result.good else ("relayd",))
+            return UpstreamRound(result.good, failed, result.duration, result.note)
         detail = f"{result.answered}/{len(result.targets)} answered (min_up {result.min_up})"
         return UpstreamRound(result.good, failed, result.duration, detail)

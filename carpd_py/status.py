@@ -14,6 +14,8 @@ present, so that scripts need no `in` tests):
     carp         one entry per vhid, as in `carpctl inspect` ([] before the first host read)
     baselines    [{interface, vhid, baseline, target, seen, held}], held: target != baseline
     share        method carpdemote: {group, counter, share, target}; null with advskew
+    verify       (added by the control socket) the last run of the verify checks:
+                 {result, problems}; null before the first run or with [verify] interval 0
     warnings     what an admin must fix; the last host read's failure first
     started      when the daemon started, ISO-8601 UTC
     updated      when the last round ended, ISO-8601 UTC, or null before the first
@@ -222,6 +224,10 @@ def format_status(doc: dict[str, Any]) -> str:
         )
     lines.extend(format_pair(doc))
     lines.extend(f"warning: {w}" for w in doc["warnings"])
+    verified = doc.get("verify")  # the last `carpctl verify` checks the daemon ran
+    if isinstance(verified, dict):
+        lines.append(f"verify: {verified.get('result')}")
+        lines.extend(f"verify: {p}" for p in verified.get("problems", ()))
     return "\n".join(lines) + "\n"
 
 

@@ -32,6 +32,7 @@ from carpd_py.config import (
     PlatformConfig,
     SyncConfig,
     UpstreamConfig,
+    VerifyConfig,
     _array,
     load_config,
     parse_config,
@@ -43,6 +44,7 @@ TABLES: dict[str, type[Any]] = {
     "demote": DemoteConfig,
     "sync": SyncConfig,
     "upstream": UpstreamConfig,
+    "verify": VerifyConfig,
     "metrics": MetricsConfig,
     "log": LogConfig,
     "control": ControlConfig,
@@ -121,10 +123,13 @@ def test_shipped_config_shows_every_key() -> None:
     text = ETC.read_text()
     assert "\n# port = " in text
     assert "\n# command = [" in text
+    assert "\n# relay = " in text
+    assert "\n# table = " in text
     wanted = {f.name for f in dataclasses.fields(Config)} - {"path", *TABLES}
     for table, cls in TABLES.items():
         wanted |= {f"{table}.{f.name}" for f in dataclasses.fields(cls)}
-    assert shown | {"upstream.port", "upstream.command"} == wanted
+    commented = {"upstream.port", "upstream.command", "upstream.relay", "upstream.table"}
+    assert shown | commented == wanted
 
 
 def test_empty_file_gives_the_defaults() -> None:
@@ -256,7 +261,7 @@ RULES: list[tuple[str, str, list[str]]] = [
     ("demote-method", '[demote]\nmethod = "bogus"',
      ['demote.method: must be one of "advskew", "carpdemote", not "bogus"']),
     ("upstream-method", ISP + 'method = "udp"',
-     ['upstream[0].method: must be one of "icmp", "tcp", "exec", not "udp"']),
+     ['upstream[0].method: must be one of "icmp", "tcp", "exec", "relayd", not "udp"']),
     ("log-facility", '[log]\nfacility = "kern"',
      [f'log.facility: must be one of {FACILITIES}, not "kern"']),
     ("log-level", '[log]\nlevel = "warn"',
@@ -579,6 +584,39 @@ def test_fuzz_the_shipped_config_with_one_value_changed(line: int, value: str) -
         key = lines[line].split(" = ", 1)[0]
         lines[line] = f"{key} = {value}"
     parses_or_explains("\n".join(lines))
+
+
+def test_relayd_method_takes_a_relay_or_a_table() -> None:
+    good = parse_config(ISP + 'method = "relayd"\nrelay = "www"\nmin_up = 2\n', F)
+    assert (good.upstream[0].relay, good.upstream[0].table, good.upstream[0].min_up) == (
+        "www", None, 2)  # fmt: skip
+    assert parse_config(ISP + 'method = "relayd"\ntable = "web_backends"\n', F).upstream[0].table
+    with pytest.raises(ConfigError) as neither:
+        parse_config(ISP + 'method = "relayd"\n', F)
+    assert neither.value.problems == [
+        f'{F}: upstream[0]: method "relayd" needs exactly one of relay or table'
+    ]
+    with pytest.raises(ConfigError) as both:
+        parse_config(ISP + 'method = "relayd"\nrelay = "www"\ntable = "t"\n', F)
+    assert both.value.problems == [
+        f'{F}: upstream[0]: method "relayd" needs exactly one of relay or table'
+    ]
+    with pytest.raises(ConfigError) as wrong:
+        parse_config(ISP + 'targets = ["192.0.2.1"]\nrelay = "www"\n', F)
+    assert wrong.value.problems == [
+        f'{F}: upstream[0].relay: only with method "relayd", not "icmp"'
+    ]
+
+
+def test_verify_table() -> None:
+    assert parse_config("", F).verify == VerifyConfig(60.0, 0.2, "/etc/relayd.conf", "")
+    assert parse_config("[verify]\ninterval = 0\n", F).verify.interval == 0
+    with pytest.raises(ConfigError) as bad:
+        parse_config('[verify]\ninterval = -1\nrelayd_conf = "relayd.conf"\n', F)
+    assert bad.value.problems == [
+        f"{F}: verify.interval: must be a number from 0 to 86400, not -1",
+        f'{F}: verify.relayd_conf: must be an absolute path, not "relayd.conf"',
+    ]
 
 
 # --- size limits, capped problems, files that are not regular files (issue 9, item 7) ---

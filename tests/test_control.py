@@ -67,6 +67,10 @@ class FakeHandler:
             raise RequestError(self.reload_error)
         return {"message": "reloaded /etc/carpd-py.conf"}
 
+    def verify(self) -> dict[str, Any]:
+        self.calls.append("verify")
+        return {"local": None, "peer": None, "document": None}
+
 
 @pytest.fixture
 def sock_path(tmp_path: Path) -> Iterator[str]:
@@ -333,8 +337,8 @@ async def test_a_second_server_on_a_live_socket_is_refused(sock_path: str) -> No
         (b"[" * 20000 + b"\n", "request is not JSON"),
         (b'["status"]\n', 'request must be a JSON object like {"cmd": "status"}'),
         (b"{}\n", 'request has no "cmd"'),
-        (b'{"cmd": "fly"}\n', 'unknown command "fly" (status, maintenance, reload)'),
-        (b'{"cmd": ["x"]}\n', 'unknown command ["x"] (status, maintenance, reload)'),
+        (b'{"cmd": "fly"}\n', 'unknown command "fly" (status, maintenance, reload, verify)'),
+        (b'{"cmd": ["x"]}\n', 'unknown command ["x"] (status, maintenance, reload, verify)'),
         (b'{"cmd": "maintenance"}\n', 'maintenance needs "on": true or false'),
         (b'{"cmd": "maintenance", "on": "yes"}\n', 'maintenance needs "on": true or false'),
         (b'{"cmd": "maintenance", "on": 1}\n', 'maintenance needs "on": true or false'),

@@ -33,7 +33,9 @@ MAN = Path(__file__).resolve().parent.parent / "man"
 PAGES = ("carpd-py.8", "carpd-py.conf.5", "carpctl.8")
 TOP = "top level"
 NOT_KEYS = {"path"}  # Config.path: where the config was read from, not a key of the file
-OTHER_METHODS = {"upstream": {"port", "command"}}  # keys the icmp example cannot have
+OTHER_METHODS = {
+    "upstream": {"port", "command", "relay", "table"}
+}  # keys the icmp example cannot have
 
 
 @pytest.mark.parametrize("page", PAGES)
@@ -186,7 +188,7 @@ def test_conf_page_examples_are_valid() -> None:
         assert given == set(fields) - OTHER_METHODS.get(table, set()), table
     for block in more:
         methods = {u.method for u in parse_config(block, "example").upstream}
-        assert methods == {"tcp", "exec"}
+        assert methods == {"tcp", "exec", "relayd"}
 
 
 # --- carpd-py(8) and carpctl(8) against their parsers ---

@@ -12,7 +12,9 @@ from dataclasses import dataclass
 import trio
 
 from ..config import ProbeMethod, UpstreamConfig
-from .exec import ExecResult, exec_probe
+from ..relayparse import RelaydError, parse_summary
+from ..run import RunTimeout, run
+from .exec import ExecResult, exec_probe, first_line
 from .tcp import tcp_probe
 
 ROUND_MARGIN = 0.25  # seconds a round may take past the group's timeout
@@ -41,18 +43,26 @@ class GroupResult:
     targets: tuple[TargetResult, ...]  # in config order; () for "exec"
     duration: float  # seconds the round took
     command: ExecResult | None = None  # "exec" only
+    note: str = ""  # "relayd": what relayctl said, in one line
 
 
 async def probe_group(
-    upstream: UpstreamConfig, ping: TargetProbe | None = None, *, margin: float = ROUND_MARGIN
+    upstream: UpstreamConfig,
+    ping: TargetProbe | None = None,
+    *,
+    margin: float = ROUND_MARGIN,
+    relayctl: str = "/usr/sbin/relayctl",
 ) -> GroupResult:
     """Probe every target of `upstream` concurrently and judge the round.
 
     `ping` probes one address for method "icmp" (pass `Pingers.ping` or `Pinger.ping`);
-    ValueError if it is missing then. "tcp" uses tcp_probe, "exec" exec_probe.
+    ValueError if it is missing then. "tcp" uses tcp_probe, "exec" exec_probe;
+    "relayd" runs `relayctl show summary` and counts the hosts up.
     """
     start = trio.current_time()
     deadline = upstream.timeout + margin
+    if upstream.method == "relayd":
+        return await _relayd_round(upstream, relayctl, start)
     if upstream.method == "exec":
         command = ExecResult(False, None, deadline, "", "round deadline passed")
         with trio.move_on_after(deadline):
@@ -96,3 +106,50 @@ async def _probe_all(
             for i in range(len(targets)):
                 nursery.start_soon(one, i)
     return rtts
+
+
+async def _relayd_round(upstream: UpstreamConfig, relayctl: str, start: float) -> GroupResult:
+    """One relayd round: good when the relay or table has at least min_up hosts up.
+
+    relayd not answering (relayctl fails, hangs or prints what cannot be read), or a relay or
+    table that relayd does not have, is a bad round: this node cannot serve the VIP.
+    """
+    where = f"relay {upstream.relay}" if upstream.relay is not None else f"table {upstream.table}"
+    hosts: tuple[TargetResult, ...] = ()
+    note = f"relayctl: no answer within {upstream.timeout:g}s"
+    with trio.move_on_after(upstream.timeout):
+        try:
+            done = await run((relayctl, "show", "summary"), upstream.timeout)
+        except RunTimeout:
+            pass
+        except OSError as exc:
+            note = f"{relayctl}: cannot run: {exc.strerror or exc}"
+        else:
+            note, hosts = _relayd_hosts(upstream, where, done.returncode, done.stdout, done.stderr)
+    up = sum(h.answered for h in hosts)
+    good = up >= upstream.min_up and bool(hosts)
+    return GroupResult(upstream.name, upstream.method, good, up, upstream.min_up, hosts,
+                       trio.current_time() - start, None, note)  # fmt: skip
+
+
+def _relayd_hosts(
+    upstream: UpstreamConfig, where: str, code: int, stdout: str, stderr: str
+) -> tuple[str, tuple[TargetResult, ...]]:
+    if code != 0:
+        return (first_line(stderr) or first_line(stdout) or f"relayctl: exit {code}"), ()
+    try:
+        summary = parse_summary(stdout)
+    except RelaydError as exc:
+        return f"relayctl: cannot read its output: {exc}", ()
+    tables = [
+        t
+        for s in summary.services
+        for t in s.tables
+        if (upstream.relay is not None and s.name == upstream.relay)
+        or (upstream.table is not None and upstream.table in (t.name, t.base))
+    ]
+    if not tables:
+        return f"relayd has no {where}", ()
+    hosts = tuple(TargetResult(h.name, 0.0 if h.up else None) for t in tables for h in t.hosts)
+    up = sum(h.answered for h in hosts)
+    return f"{up}/{len(hosts)} hosts up in {where} (min_up {upstream.min_up})", hosts

@@ -10,6 +10,8 @@
     carpd-sim --state FILE fault NODE [--hang SEC] [--garbage on|off] [--unprivileged on|off]
                                       [--truncate CHARS|off]
     carpd-sim --state FILE run NODE ifconfig|sysctl [ARGS...]
+    carpd-sim --state FILE pf NODE [--enabled on|off] [--states N] [--add-rule R] [--remove-rule R]
+    carpd-sim --state FILE relayd NODE [--running on|off] [--host NAME up|down ...]
 
 The executables import this module on every run: it imports only the standard library
 modules the simulation needs (no trio, no argparse until `main`).
@@ -195,6 +197,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("node")
     p.add_argument("tool", choices=("ifconfig", "sysctl"))
     p.add_argument("args", nargs=argparse.REMAINDER)
+    raw = list(sys.argv[1:] if argv is None else argv)
+    at = next((i for i, a in enumerate(raw) if a in ("pf", "relayd")), None)
+    if at is not None:  # pf and relayd of the simulated nodes: services.py
+        from .services import cli  # noqa: PLC0415
+
+        head = parser.parse_args([*raw[:at], "events"])  # --state only
+        if not head.state:
+            parser.error("--state FILE (or CARPD_SIM_STATE) is required")
+        return cli(raw[at:], head.state)
     args = parser.parse_args(argv)
     if not args.state:
         parser.error("--state FILE (or CARPD_SIM_STATE) is required")

@@ -112,8 +112,23 @@ def base_config(node: Node) -> dict[str, Any]:
         "metrics": {"listen": ""},
         "log": {"level": "info"},
         "control": {"socket": str(node.socket_path)},
-        "platform": {"ifconfig": node.ifconfig, "sysctl": node.sysctl, "command_timeout": 2.0},
+        "platform": {
+            "ifconfig": node.ifconfig,
+            "sysctl": node.sysctl,
+            "command_timeout": 2.0,
+            **_service_paths(node),
+        },
+        "verify": {
+            "name": node.name,
+            "relayd_conf": str(Path(node.ifconfig).parent / "relayd.conf"),
+        },
     }
+
+
+def _service_paths(node: Node) -> dict[str, str]:
+    """pfctl and relayctl, written by install_bin beside ifconfig (sim/services.py)."""
+    bindir = Path(node.ifconfig).parent
+    return {"pfctl": str(bindir / "pfctl"), "relayctl": str(bindir / "relayctl")}
 
 
 def merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:

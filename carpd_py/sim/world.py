@@ -29,6 +29,7 @@ from pathlib import Path
 import carpd_py
 
 from ..model import HostView
+from . import services
 from .events import SimCommand, SimEvent
 from .ifconfig_cmd import run_ifconfig
 from .kernel import Kernel, transaction
@@ -251,7 +252,9 @@ class World:
     # --- executables -----------------------------------------------------------------------
 
     def install_bin(self, directory: str | os.PathLike[str], node: str = "A") -> tuple[str, str]:
-        """Write `ifconfig` and `sysctl` for one node into `directory`; return their paths."""
+        """Write `ifconfig` and `sysctl` for one node into `directory`; return their paths.
+
+        `pfctl`, `relayctl` and `relayd.conf` are written beside them (see services.py)."""
         self.read().node(node)  # KeyError for a node that does not exist
         target = Path(directory)
         target.mkdir(parents=True, exist_ok=True)
@@ -267,4 +270,5 @@ class World:
             tmp.chmod(0o755)
             os.replace(tmp, path)
             paths.append(str(path))
+        services.install(self.path, target, node)  # pfctl, relayctl, relayd.conf beside them
         return paths[0], paths[1]

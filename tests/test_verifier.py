@@ -1,0 +1,153 @@
+"""The daemon's checks on trio's MockClock: every [verify] interval, off at 0, edges logged at
+notice, a bug or a hang never stops the loop."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+import pytest
+import trio
+import trio.testing
+
+from carpd_py import verifier as verifier_module
+from carpd_py.config import Config, VerifyConfig
+from carpd_py.model import HostView
+from carpd_py.nodereport import NodeReport
+from carpd_py.verifier import Verifier
+
+from .fakes import RecordingLog
+
+
+class Reads:
+    """Stands for verifyio.local_report: counts the runs, returns what it is told."""
+
+    def __init__(self) -> None:
+        self.times: list[float] = []
+        pfsync = {"interface": "pfsync0", "up": True, "syncdev": "em2",
+                  "syncdev_status": "active", "subnet": "10.255.255.0/30"}  # fmt: skip
+        self.report = NodeReport(node="A", pf_enabled=True, pf_states=10, pf_digest="d",
+                                 pfsync=pfsync, demote=0)  # fmt: skip
+        self.fail: Exception | None = None
+        self.hang = False
+
+    async def __call__(self, config: Config, share: int | None, view: Any) -> NodeReport:
+        self.times.append(trio.current_time())
+        if self.hang:
+            await trio.sleep_forever()
+        if self.fail is not None:
+            raise self.fail
+        return self.report
+
+
+@pytest.fixture
+def reads(monkeypatch: pytest.MonkeyPatch) -> Reads:
+    fake = Reads()
+    monkeypatch.setattr(verifier_module, "local_report", fake)
+    return fake
+
+
+def make(interval: float) -> tuple[Verifier, RecordingLog]:
+    log = RecordingLog()
+    config = replace(Config(), verify=VerifyConfig(interval=interval))
+    return Verifier(config, log, lambda: HostView(()), lambda: 0), log
+
+
+async def test_the_checks_run_every_interval(
+    reads: Reads, autojump_clock: trio.testing.MockClock
+) -> None:
+    v, _ = make(60.0)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(v.run)
+        await trio.sleep(150)
+        nursery.cancel_scope.cancel()
+    assert [round(t) for t in reads.times] == [0, 60, 120]
+    assert v.last is not None
+    assert v.last.document["result"] == "warning"  # no peer report yet
+
+
+async def test_interval_0_turns_them_off_and_a_reload_on(
+    reads: Reads, autojump_clock: trio.testing.MockClock
+) -> None:
+    v, _ = make(0)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(v.run)
+        await trio.sleep(100)
+        assert reads.times == []
+        v.config = replace(v.config, verify=VerifyConfig(interval=30.0))
+        await trio.sleep(40)
+        nursery.cancel_scope.cancel()
+    assert len(reads.times) == 2
+
+
+async def test_a_failure_and_its_recovery_are_logged_at_notice_once(
+    reads: Reads, autojump_clock: trio.testing.MockClock
+) -> None:
+    v, log = make(10.0)
+    reads.report = replace(reads.report, pf_enabled=False)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(v.run)
+        await trio.sleep(35)
+        reads.report = replace(reads.report, pf_enabled=True)
+        await trio.sleep(20)
+        nursery.cancel_scope.cancel()
+    notices = [(e, kw.get("check")) for level, e, kw in log.lines if level == "notice"]
+    assert notices == [
+        ("verify: check failed", "pf_rules"),
+        ("verify: check passes again", "pf_rules"),
+    ]
+
+
+async def test_a_bug_or_a_hang_never_stops_the_loop(
+    reads: Reads, autojump_clock: trio.testing.MockClock
+) -> None:
+    v, log = make(10.0)
+    reads.fail = RuntimeError("bug")
+    async with trio.open_nursery() as nursery:
+        await nursery.start(v.run)
+        await trio.sleep(15)
+        reads.fail, reads.hang = None, True
+        await trio.sleep(30)
+        reads.hang = False
+        await trio.sleep(30)
+        nursery.cancel_scope.cancel()
+    levels = [(level, e) for level, e, _ in log.lines]
+    assert ("error", "verify: the checks failed to run") in levels
+    assert ("warning", "verify: the slow reads did not finish") in levels
+    assert v.last is not None
+
+
+async def test_the_peers_report_is_used_while_fresh_and_a_bad_one_refused(
+    reads: Reads, autojump_clock: trio.testing.MockClock
+) -> None:
+    v, log = make(60.0)
+    assert not v.peer_report({"node": 5})
+    assert ("warning", "verify: the peer's report is refused") in [
+        (lv, e) for lv, e, _ in log.lines
+    ]
+    peer = replace(reads.report, node="B")
+    assert v.peer_report(peer.to_json())
+    done = await v.run_once()
+    assert done.peer == peer
+    assert v.own_report() == reads.report.to_json()
+    await trio.sleep(181)
+    assert (await v.run_once()).peer is None  # stale: three intervals without news
+
+
+async def test_the_peers_report_is_pulled_from_the_channel(
+    reads: Reads, autojump_clock: trio.testing.MockClock
+) -> None:
+    """What the pair channel last received: its "verify" section and when it arrived."""
+    peer = replace(reads.report, node="B")
+    message: list[tuple[Any, float]] = []
+    log = RecordingLog()
+    config = replace(Config(), verify=VerifyConfig(interval=60.0))
+    v = Verifier(config, log, lambda: None, lambda: 0, lambda: message[-1] if message else None)
+    assert (await v.run_once()).peer is None
+    message.append((peer.to_json(), trio.current_time()))
+    assert (await v.run_once()).peer == peer
+    message.append(({"node": 1}, trio.current_time() + 1))  # a bad one: refused, logged
+    assert (await v.run_once()).peer == peer
+    assert ("warning", "verify: the peer's report is refused") in [
+        (lv, e) for lv, e, _ in log.lines
+    ]
