@@ -20,13 +20,25 @@ from pathlib import Path
 from .demotion import run_demotion
 from .idle import memory_layers, run_idle
 from .machine import load_average, machine
+from .pair import run_pair
 from .reaction import run_reaction
 from .report import Results, load, markdown, stdout_report, write
 from .scale import SIZES, run_scale
 from .sidebyside import run_side_by_side
 from .simcost import measure_sim_costs
 
-PARTS = ("reaction", "idle", "scale", "demotion", "lab")
+PARTS = ("reaction", "idle", "scale", "demotion", "pair", "lab")
+
+
+# --merge: the Results attributes each part fills
+MERGED = {
+    "reaction": ("reaction",),
+    "idle": ("idle", "layers"),
+    "scale": ("scale",),
+    "demotion": ("demotion",),
+    "pair": ("pair",),
+    "lab": ("side",),
+}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -60,6 +72,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="where RESULTS.md and results.json go (default: bench/)",
     )
     p.add_argument("--keep", action="store_true", help="keep the working directory")
+    p.add_argument(
+        "--merge",
+        action="store_true",
+        help="with --only: keep the other parts' figures of the results.json in --out",
+    )
     p.add_argument(
         "--report",
         type=Path,
@@ -122,6 +139,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if "demotion" in parts:
             say("demotion poll at scale")
             results.demotion = run_demotion(work / "demotion", progress=say)
+        if "pair" in parts:
+            results.pair = run_pair(
+                work / "pair", min(faults, 10), 3 if args.quick else 5, progress=say
+            )
         if "lab" in parts:
             results.side = run_side_by_side(
                 work / "lab", faults, idle_seconds, args.quick, progress=say
@@ -133,6 +154,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             say(f"kept {work}")
         else:
             shutil.rmtree(work, ignore_errors=True)
+    old = args.out / "results.json"
+    if args.merge and args.only and old.exists():
+        # The earlier run stays as it was (its machine, settings and figures); only the parts
+        # measured now replace its own.
+        kept = load(old)
+        for part in parts:
+            for attr in MERGED[part]:
+                setattr(kept, attr, getattr(results, attr))
+        when = results.machine.get("date", "")
+        kept.notes.append(f"{', '.join(sorted(parts))}: measured again on {when} (--merge)")
+        results = kept
     say(stdout_report(results))
     md, raw = write(results, args.out)
     say(f"\nwrote {md} and {raw}")

@@ -13,6 +13,7 @@ from typing import Any
 from .demotion import DemotionPoint
 from .idle import IdleResult
 from .machine import MACHINE_ORDER
+from .pair import PairResult
 from .reaction import ReactionResult, Sample
 from .scale import ScalePoint
 from .sidebyside import SideBySide
@@ -55,6 +56,7 @@ class Results:
     sim: SimCosts | None = None
     demotion: list[DemotionPoint] = field(default_factory=list)
     side: SideBySide | None = None
+    pair: PairResult | None = None
     notes: list[str] = field(default_factory=list)  # about the run itself, for Settings
 
 
@@ -535,6 +537,23 @@ def side_rows(side: SideBySide) -> list[list[str]]:
 # --- output ---------------------------------------------------------------------------------
 
 
+def pair_rows(p: PairResult) -> list[list[str]]:
+    def med(samples: list[float]) -> str:
+        m = p.median(samples)
+        return "-" if m is None else f"{ms(m)} median, {ms(max(samples))} max (n={len(samples)})"
+
+    n = p.direct_trials
+    return [
+        ["view arrival: fault -> A's message at the peer", med(p.view_arrival)],
+        ["reaction alone: fault -> advskew 240", med(p.reaction_alone)],
+        ["reaction with a peer: fault -> advskew 240", med(p.reaction_pair)],
+        ["direct cable, alone: a VIP left A", f"{p.direct_moved_alone}/{n}"],
+        ["direct cable, with a peer: a VIP left A", f"{p.direct_moved_pair}/{n}"],
+        ["direct cable, alone: ended split", f"{p.direct_split_alone}/{n}"],
+        ["direct cable, with a peer: ended split", f"{p.direct_split_pair}/{n}"],
+    ]
+
+
 def stdout_report(r: Results) -> str:
     out = []
     if r.reaction is not None and r.reaction.samples:
@@ -554,6 +573,9 @@ def stdout_report(r: Results) -> str:
     if r.demotion:
         out += ["", "The demotion poll at scale"]
         out.append(plain(DEMOTION_HEAD, demotion_rows(r.demotion)))
+    if r.pair is not None:
+        out += ["", "The pair ([peer])"]
+        out.append(plain(["figure", "value"], pair_rows(r.pair)))
     if r.side is not None and r.side.available:
         out += ["", "keepalived side by side (carpd-py / keepalived)"]
         out.append(plain(["figure", "carpd-py", "keepalived", "ratio"], side_rows(r.side)))
@@ -735,6 +757,23 @@ def markdown(r: Results) -> str:
             "",
             table(DEMOTION_HEAD, demotion_rows(r.demotion)),
         ]
+    if r.pair is not None:
+        lines += [
+            "",
+            "## The pair ([peer])",
+            "",
+            "Two daemons on the simulated pair, first alone, then with `[peer]` (UDP over "
+            "127.0.0.1, through a relay per direction), interval 1 s, sync fall/rise 3/3, "
+            "hold-down 2 s, peer timeout 3 s. *View arrival*: A's SYNC port dies; from the "
+            "fault to the arrival of A's first message showing its sync check failing (a "
+            "second path to a bench socket that checks the HMAC). *Reaction*: the same "
+            "fault, only A's, at a random phase: to A's advskew 240 on the host; with a peer "
+            "A waits for a view of B's made after B heard of A's failing check. *Direct "
+            "cable*: both ends pulled, watched for 6 s: trials in which a VIP left A, and "
+            "trials that ended split across the pair.",
+            "",
+            table(["figure", "value"], pair_rows(r.pair)),
+        ]
     lines += ["", "## keepalived side by side", ""]
     side = r.side
     if side is None:
@@ -832,7 +871,7 @@ def _classes() -> dict[str, type[Any]]:
         from .scale import DaemonPoll, ScalePoint  # noqa: PLC0415
 
         for cls in (DemotionPoint, IdleResult, PollCounts, ReactionResult, Sample, DaemonPoll,
-                    ScalePoint, SideBySide, SimCosts, Results):  # fmt: skip
+                    ScalePoint, SideBySide, SimCosts, PairResult, Results):  # fmt: skip
             _CLASSES[cls.__name__] = cls
     return _CLASSES
 

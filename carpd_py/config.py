@@ -33,6 +33,7 @@ MAX_FILE_SIZE = 128 * 1024  # bytes
 MAX_INTERFACES = 1024  # demote.interfaces
 MAX_GROUPS = 64  # [[upstream]] tables
 MAX_TARGETS = 256  # upstream.targets of one group
+MAX_PATHS = 8  # peer.listen, peer.addresses: one per path between the nodes
 MAX_TARGETS_TOTAL = 1024  # upstream.targets of all groups together
 MAX_ARGV = 256  # words of upstream.command and of each hook
 MAX_PROBLEMS = 50  # problems listed; then "and N more problems"
@@ -120,6 +121,16 @@ class HooksConfig:
 
 
 @dataclass(frozen=True)
+class PeerConfig:
+    """The channel to the other node's carpd-py (peer.py); absent: this node decides alone."""
+
+    listen: tuple[str, ...]  # where this node receives, one per path: "IP:PORT"
+    addresses: tuple[str, ...]  # the peer's carpd-py, one per path
+    key_file: str = "/etc/carpd-py.key"  # shared secret, mode 0600
+    timeout: float = 3.0  # no valid message for this long: the peer is unknown
+
+
+@dataclass(frozen=True)
 class Config:
     interval: float = 1.0
     state_file: str = "/var/db/carpd-py/state.json"
@@ -133,6 +144,7 @@ class Config:
     control: ControlConfig = field(default_factory=ControlConfig)
     platform: PlatformConfig = field(default_factory=PlatformConfig)
     hooks: HooksConfig = field(default_factory=HooksConfig)
+    peer: PeerConfig | None = None
     path: str = DEFAULT_PATH  # where it was read from, for messages
 
 
@@ -319,6 +331,8 @@ def _is_listen(v: Any) -> bool:
     return address.version == (6 if m["v6"] is not None else 4)
 
 
+_endpoint = _is("HOST:PORT (HOST an IP address, [brackets] around IPv6, PORT from 1 to 65535)",
+                lambda v: v != "" and _is_listen(v) and not v.startswith("localhost:"))  # fmt: skip
 _listen = _is('"" or HOST:PORT (HOST an IP address or localhost, [brackets] around IPv6, '
               "PORT from 1 to 65535)", _is_listen)  # fmt: skip
 
@@ -400,6 +414,12 @@ _SCHEMA = _Table(Config, {
         "sysctl_interval": _number(0.1, 86400),
         "resync_interval": _number(0.1, 86400),
         "route_socket": _string(r"(?:/[^\x00]*)?", '"" or an absolute path', 100),
+    }),
+    "peer": _Table(PeerConfig, {
+        "listen": _array(_endpoint, most=MAX_PATHS, unique=True),
+        "addresses": _array(_endpoint, most=MAX_PATHS, unique=True),
+        "key_file": _ABSPATH,
+        "timeout": _number(0, 3600, above=True),
     }),
     "hooks": _Table(HooksConfig, {
         "on_demote": _argv,
@@ -522,7 +542,25 @@ def _check_sysctl_interval(values: dict[str, Any], out: _Problems) -> None:
         )
 
 
-_CROSS_CHECKS = (_check_upstream, _check_sysctl_interval)
+def _check_peer(values: dict[str, Any], out: _Problems) -> None:
+    """listen and addresses given; timeout longer than interval (one message per interval)."""
+    peer = values.get("peer")
+    if peer is None or peer is _INVALID:
+        return
+    for key in ("listen", "addresses"):
+        if peer.get(key) in (None, ()):
+            out.add(f"peer.{key}", "required: at least one HOST:PORT")
+    interval = values.get("interval", Config.interval)
+    timeout = peer.get("timeout", PeerConfig.timeout)
+    if _INVALID not in (interval, timeout) and timeout <= interval:
+        default = "" if "timeout" in peer else " (the default)"
+        out.add(
+            "peer.timeout",
+            f"must be longer than interval ({interval:g}), not {timeout:g}{default}",
+        )
+
+
+_CROSS_CHECKS = (_check_upstream, _check_sysctl_interval, _check_peer)
 
 
 def _build(node: Node, value: Any) -> Any:

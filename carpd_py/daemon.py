@@ -35,13 +35,15 @@ from .lock import LockError, StateLock, acquire
 from .logsetup import Log, setup
 from .metrics import MetricsServer, parse_listen, start_metrics_server, stop_metrics_server
 from .model import HostView
+from .pairing import Pairing
+from .peer import Channel, KeyFileError, load_key
 from .prober import Probes
 from .state import StatePathError, check_path
 from .supervisor import GRACE, Supervisor
 from .verifier import Verifier, VerifyCollector
 
 # Keys a reload cannot change in a running process: they need a restart.
-RESTART_ONLY = ("state_file", "metrics", "log", "control")
+RESTART_ONLY = ("state_file", "metrics", "log", "control", "peer")
 RELOAD_DEADLINE = 3.0  # seconds to read and check the file, in a thread: the loop goes on
 
 
@@ -92,6 +94,13 @@ class Daemon:
         self.supervisor = Supervisor(
             config, self.host, self.probes, log, boot_time=psutil.boot_time(), hooks=self.hooks
         )
+        self.pairing: Pairing | None = None
+        if config.peer is not None:
+            # Bound now, before trio runs (and before a detach): a bind failure is reported.
+            channel = Channel(config.peer, load_key(config.peer.key_file), log)
+            channel.bind()
+            self.pairing = Pairing(channel, log)
+            self.supervisor.pair = self.pairing
         self.verifier = Verifier(config, log, self._view, self._share)
         self._reloads: trio.MemorySendChannel[Config | None] | None = None
         self.lock: StateLock | None = None
@@ -195,6 +204,9 @@ class Daemon:
             await nursery.start(self.probes.run)
             await self.probes.ensure(self.config)
             await nursery.start(self.hooks.run)
+            if self.pairing is not None:
+                await nursery.start(self.pairing.channel.run)
+                await nursery.start(self.pairing.heartbeat, self.config.interval)
             await self._start_services(nursery)
             await self._first_read()
             nursery.start_soon(self._reloader, recv)
@@ -269,6 +281,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if path_problem is not None:
         print(path_problem, file=sys.stderr)
         return 1
+    if args.n and config.peer is not None:
+        try:
+            load_key(config.peer.key_file)
+        except KeyFileError as exc:
+            print(f"{config.path}: peer.key_file: {exc}", file=sys.stderr)
+            return 1
     if args.n:
         print("configuration OK")
         return 0
@@ -292,7 +310,13 @@ def run(config: Config, startup: Startup, *, foreground: bool, debug: bool) -> i
     if trouble:
         log.error(trouble)
     try:
-        trio.run(Daemon(config, log).serve, startup.ready)
+        daemon = Daemon(config, log)
+    except (KeyFileError, OSError) as exc:  # the key file, or binding the peer's sockets
+        log.error("cannot start", error=str(exc))
+        startup.failed(str(exc))
+        return 1
+    try:
+        trio.run(daemon.serve, startup.ready)
     except KeyboardInterrupt:  # ^C before the signal handler was in place
         return 130
     except Exception as exc:  # never a traceback; one line says what broke

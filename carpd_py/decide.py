@@ -89,6 +89,10 @@ class Inputs:
     # vhids on the host that carpd-py has a record of but no longer manages (a reload changed
     # demote.interfaces): whatever carpd-py still holds there goes back to its baseline.
     others: Mapping[VhidKey, int] = field(default_factory=lambda: MappingProxyType({}))
+    # The pair's word (pair.py): reasons not to act on now (both nodes have them, the peer's
+    # fault, or the peer's verdict is pending), and "both demoted: go one step deeper".
+    withheld: frozenset[str] = frozenset()
+    deeper: bool = False
     # Seconds the current demotion has lasted, measured by the shell on the monotonic clock
     # (a wall clock step must not shorten or stretch the hold-down); None: `now - since`.
     demoted_for: float | None = None
@@ -237,11 +241,12 @@ def decide(policy: Policy, memory: Memory, inputs: Inputs) -> tuple[Memory, tupl
         mem = _observe_share(policy, mem, inputs.counter, effects)
 
     reasons = reasons_for(inputs.checks, mem.maintenance)
+    acting = tuple(r for r in reasons if r not in inputs.withheld or r == MAINTENANCE)
     if ready(inputs.checks):
-        if not mem.demoted and reasons:
+        if not mem.demoted and acting:
             mem = replace(mem, demoted=True, since=inputs.now, reasons=reasons)
             mem = _hold(policy, mem, inputs.others)
-            effects.append(Demote(reasons))
+            effects.append(Demote(acting))
         elif mem.demoted and may_restore(policy, mem, inputs):
             after = held_for(mem, inputs) or 0.0
             mem = replace(mem, demoted=False, since=None, reasons=())
@@ -251,9 +256,30 @@ def decide(policy: Policy, memory: Memory, inputs: Inputs) -> tuple[Memory, tupl
             effects.append(ReasonsChanged(mem.reasons, reasons))
             mem = replace(mem, reasons=reasons)
 
+    if mem.demoted:
+        mem = _depth(policy, mem, inputs.deeper)
     mem, todo = plan(policy, mem, inputs)
     effects.extend(todo)
     return mem, tuple(effects)
+
+
+def _depth(policy: Policy, mem: Memory, deeper: bool) -> Memory:
+    """While demoted: one step below the demoted value when the pair says so (both nodes
+    demoted, this one yields), back to the demoted value when not. Only a vhid held at one
+    of those two values moves: one let go by hand (target == baseline) or left by hand at
+    another value stays as the operator has it."""
+    step = 1 if deeper else 0
+    if policy.method == "carpdemote":
+        want = policy.carpdemote + step if mem.share_target else 0
+        return mem if want == mem.share_target else replace(mem, share_target=want)
+    vhids = dict(mem.vhids)
+    for key, rec in mem.vhids.items():
+        base = _demoted(policy, rec.baseline)
+        if rec.target != rec.baseline and rec.target in (base, min(254, base + 1)):
+            want = min(254, base + step)
+            if want not in (rec.target, rec.baseline):
+                vhids[key] = replace(rec, target=want)
+    return mem if vhids == dict(mem.vhids) else replace(mem, vhids=vhid_map(vhids))
 
 
 # --- advskew: per-vhid bookkeeping --------------------------------------------------------

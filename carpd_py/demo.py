@@ -2,9 +2,11 @@
 
 The pair of the handbook chapter (node A MASTER advskew 0, node B BACKUP advskew 100, carp0
 vhid 10 on em0, carp1 vhid 20 on em1, pfsync0 over em2, preempt on) runs on the simulated
-OpenBSD host; each node runs the real `carpd-py` with the real host adapter. The story:
-A's SYNC link fails, A demotes, B takes over; the link comes back, A restores its exact
-advskew and takes MASTER back; A loses its upstream, and later it is put in maintenance;
+OpenBSD host; each node runs the real `carpd-py` with the real host adapter, and the two
+daemons decide together over UDP ([peer]). The story: A's SYNC port fails, A demotes, B
+takes over; the port comes back, A restores its exact advskew and takes MASTER back; the
+direct SYNC cable is pulled (both ends): nothing moves, both say why; A loses its upstream,
+B takes over; the ISP both use goes down: nothing moves; and A is put in maintenance;
 then `carpctl verify` runs the handbook's checks, which pass on the healthy pair, until B
 loads a pf ruleset that differs from A's.
 Every step is checked: the demo exits 1 if the story does not happen as told.
@@ -13,6 +15,7 @@ Every step is checked: the demo exits 1 if the story does not happen as told.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import socket
 import sys
 import tempfile
@@ -33,7 +36,8 @@ from .verify import NodeReport, verify
 STEP_TIMEOUT = 15.0
 # What the daemons log that the timeline shows (their role-change lines are left out: the
 # kernel's own transitions are shown instead, when they happen).
-WATCHED = ("demoting", "restoring", "set carp", "check ", "maintenance o", "by hand", "failed")
+WATCHED = ("demoting", "restoring", "set carp", "check ", "maintenance o", "by hand", "failed",
+           "both nodes", "peer up", "peer lost", "split")  # fmt: skip
 
 
 class Upstream:
@@ -62,6 +66,8 @@ class Upstream:
 
     def stop(self) -> None:
         if self.sock is not None:
+            with contextlib.suppress(OSError):  # wakes the accept() of the thread (Linux)
+                self.sock.shutdown(socket.SHUT_RDWR)
             self.sock.close()
             self.sock = None
 
@@ -120,6 +126,22 @@ class Story:
         self.say("!!", f"NOT within {timeout:g}s: {what}")
         return False
 
+    def holds(self, what: str, still: Callable[[], bool], seconds: float = 2.5) -> bool:
+        """`still` holds for `seconds` (nothing moves)."""
+        start = time.monotonic()
+        while time.monotonic() - start < seconds:
+            self.pump()
+            if not still():
+                self.failures.append(what)
+                self.say("!!", f"CHANGED: {what}")
+                return False
+            time.sleep(0.05)
+        self.timings.append((what, time.monotonic() - start))
+        return True
+
+    def logged(self, node: str, text: str, times: int = 1) -> Callable[[], bool]:
+        return lambda: self.harness.nodes[node].log().count(text) >= times
+
     def masters(self, node: str) -> bool:
         return set(self.harness.roles(node).values()) == {"MASTER"}
 
@@ -142,31 +164,72 @@ def scrape(url: str, prefix: str) -> str:
     return " ".join(found) or f"no {prefix} sample above 0"
 
 
-def tell(story: Story, upstream: Upstream, metrics_url: str | None = None) -> None:
+def tell(story: Story, gateways: dict[str, Upstream], metrics_url: str | None = None) -> None:
     h, say = story.harness, story.say
     say("", "both daemons start: A is MASTER (advskew 0), B BACKUP (advskew 100)")
     story.wait("A manages its carp interfaces", lambda: "check up" in h.nodes["A"].log())
     story.wait("B is ready", lambda: "check up" in h.nodes["B"].log())
+    for name in h.nodes:
+        story.wait(f"{name} hears its peer", story.logged(name, "peer up: deciding together"))
 
-    say("A", "FAULT: the SYNC cable of A is pulled (em2 no carrier)")
+    def untouched() -> bool:
+        return story.masters("A") and story.skews("A", 0) and story.skews("B", 100)
+
+    say("A", "FAULT: A's SYNC port dies (A's em2 no carrier; B's link stays up)")
     h.world.set_link("A", "em2", up=False)
-    story.wait("A demotes to advskew 240", lambda: story.skews("A", 240))
+    story.wait("A demotes to advskew 240 (its own fault)", lambda: story.skews("A", 240))
     story.wait("B takes MASTER", lambda: story.masters("B"))
 
-    say("A", "REPAIR: the SYNC cable is back")
+    say("A", "REPAIR: A's SYNC port is back")
     h.world.set_link("A", "em2", up=True)
     story.wait("A restores advskew 0 after rise and hold-down", lambda: story.skews("A", 0))
     story.wait("A is MASTER again (preempt)", lambda: story.masters("A"))
     story.wait("B keeps its own advskew 100", lambda: story.skews("B", 100))
 
-    say("A", "FAULT: A's upstream stops answering (tcp connect refused)")
-    upstream.stop()
+    say("", "FAULT: the direct SYNC cable is pulled (both ends lose carrier)")
+    h.world.set_link("A", "em2", up=False)
+    h.world.set_link("B", "em2", up=False)
+    both = "sync lost on both nodes: failover would not help"
+    story.wait("A says why it does not fail over", story.logged("A", both))
+    story.wait("B says the same", story.logged("B", both))
+    story.holds("nothing moves: A MASTER at 0, B at 100", untouched)
+    say("", "REPAIR: the SYNC cable is back")
+    ups = {name: node.log().count("check up check=sync") for name, node in h.nodes.items()}
+    h.world.set_link("A", "em2", up=True)
+    h.world.set_link("B", "em2", up=True)
+    for name in h.nodes:
+        story.wait(
+            f"{name}'s sync check is up again",
+            story.logged(name, "check up check=sync", ups[name] + 1),
+        )
+    story.holds("still nothing moves", untouched, 1.0)
+
+    say("A", "FAULT: A's upstream gateway stops answering (tcp connect refused)")
+    gateways["A"].stop()
     story.wait("A demotes for upstream:isp", lambda: story.skews("A", 240))
     story.wait("B takes MASTER", lambda: story.masters("B"))
     say("A", "REPAIR: A's upstream answers again")
-    upstream.start()
+    gateways["A"].start()
     story.wait("A restores advskew 0", lambda: story.skews("A", 0))
     story.wait("A is MASTER again", lambda: story.masters("A"))
+
+    say("", "FAULT: the ISP both nodes use goes down (both gateways silent)")
+    gateways["A"].stop()
+    gateways["B"].stop()
+    both = "upstream:isp lost on both nodes: failover would not help"
+    story.wait("A says why it does not fail over", story.logged("A", both))
+    story.wait("B says the same", story.logged("B", both))
+    story.holds("nothing moves: two failovers for nothing avoided", untouched)
+    say("", "REPAIR: the ISP is back")
+    ups = {name: node.log().count("check up check=upstream") for name, node in h.nodes.items()}
+    gateways["A"].start()
+    gateways["B"].start()
+    for name in h.nodes:
+        story.wait(
+            f"{name}'s upstream check is up again",
+            story.logged(name, "check up check=upstream", ups[name] + 1),
+        )
+    story.holds("still nothing moves", untouched, 1.0)
 
     say("A", "OPERATOR: carpctl maintenance on")
     done = h.carpctl("A", "maintenance", "on")
@@ -237,8 +300,9 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def configure(h: Harness, upstream: Upstream) -> dict[str, str]:
+def configure(h: Harness, gateways: dict[str, Upstream]) -> dict[str, str]:
     """Write both configs; return each node's metrics URL."""
+    h.pair_up()
     urls = {}
     for name in h.nodes:
         listen = f"127.0.0.1:{free_port()}"
@@ -250,9 +314,9 @@ def configure(h: Harness, upstream: Upstream) -> dict[str, str]:
             "sync": {"interface": "pfsync0", "fall": 2, "rise": 3},
             "verify": {"interval": 0.5},
         }
-        if name == "A":
-            isp = {"name": "isp", "method": "tcp", "targets": ["127.0.0.1"], "port": upstream.port}
-            over["upstream"] = [{**isp, "timeout": 0.2, "fall": 2, "rise": 3}]
+        port = gateways[name].port
+        isp = {"name": "isp", "method": "tcp", "targets": ["127.0.0.1"], "port": port}
+        over["upstream"] = [{**isp, "timeout": 0.2, "fall": 2, "rise": 3}]
         h.configure(name, **over)
     return urls
 
@@ -269,9 +333,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     out(__doc__.strip().split("\n\n")[1].replace("\n", " ") + "\n")
     out(f"work directory: {work}   (roles: carpN:M=MASTER B=BACKUP I=INIT /advskew)\n")
     h = Harness(work, topology="handbook")
-    upstream = Upstream()
-    upstream.start()
-    urls = configure(h, upstream)
+    gateways = {name: Upstream() for name in h.nodes}
+    for gateway in gateways.values():
+        gateway.start()
+    urls = configure(h, gateways)
     for name, url in urls.items():
         out(f"node {name}: carpd-py metrics at {url}   (curl -s {url} | grep ^carpd_demoted)")
     out("")
@@ -279,11 +344,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         for name in h.nodes:
             h.start(name)
-        tell(story, upstream, urls.get("A"))
+        tell(story, gateways, urls.get("A"))
         tell_verify(story)
     finally:
         h.stop_all()
-        upstream.stop()
+        for gateway in gateways.values():
+            gateway.stop()
         story.pump()
     out("\nsummary:")
     for what, took in story.timings:

@@ -43,6 +43,18 @@ carpd_command_errors_total{command}         0 for "ifconfig" from the start
 carpd_state_write_errors_total              writes of the state file that failed (each
                                             holds back what it would have recorded)
 carpd_warnings                              how many `carpctl inspect` warnings hold now
+carpd_peer_up                               with [peer] only: 1 a valid message from the peer
+                                            within peer.timeout, 0 not (it decides alone)
+carpd_peer_state{state}                     0/1 per "up", "unknown", "rejected"
+carpd_peer_last_message_age_seconds         seconds since the peer's last valid message
+                                            (absent before the first)
+carpd_peer_rejected_messages_total{why}     "size", "auth", "format", "version", "self",
+                                            "replay"; all from the start
+carpd_pair_withheld{reason}                 0/1 per possible reason: not acted on because the
+                                            peer has it too (or it is the peer's own fault)
+carpd_pair_split_brain                      how many vhids are MASTER on both nodes (settled)
+carpd_pair_split                            1 the managed VIPs are MASTER partly here, partly
+                                            on the peer (settled), else 0
 process_*                                   cpu_seconds_total, resident_memory_bytes,
                                             virtual_memory_bytes, open_fds, max_fds,
                                             start_time_seconds: from psutil and getrlimit,
@@ -83,6 +95,8 @@ from prometheus_client.utils import floatToGoString
 
 from . import __version__
 from .decide import MAINTENANCE
+from .pairing import PairStatus
+from .peer import REJECTS
 from .rounds import SYNC, check_names
 from .supervisor import Status
 from .telemetry import HistogramSnapshot
@@ -99,7 +113,8 @@ __all__ = [
 ]
 
 CARP_STATES = ("init", "backup", "master")
-COMMANDS = ("ifconfig",)  # command_errors_total series present from the start
+COMMANDS = ("ifconfig",)
+PEER_STATES = ("up", "unknown", "rejected")  # command_errors_total series present from the start
 
 MAX_CONCURRENT_REQUESTS = 16  # more at once are closed without an answer
 REQUEST_DEADLINE = 5.0  # seconds for a whole request, accept to answer sent; then dropped
@@ -281,6 +296,64 @@ def metric_families(status: Status) -> list[Metric]:
     ).add_metric([], tele.state_write_errors)
     gauge(
         "carpd_warnings", "Problems an admin must fix (see carpctl inspect).", len(status.warnings)
+    )
+    if status.pair is not None:
+        out.extend(pair_families(status.pair, possible))
+    return out
+
+
+def pair_families(pair: PairStatus, possible: Iterable[str]) -> list[Metric]:
+    """The peer and the pair (only with [peer] configured)."""
+    out: list[Metric] = [
+        GaugeMetricFamily(
+            "carpd_peer_up",
+            "1 if a valid message came from the peer within peer.timeout, else 0.",
+            int(pair.state == "up"),
+        )
+    ]
+    state = GaugeMetricFamily(
+        "carpd_peer_state",
+        "1 for the state of the peer channel, 0 for the others.",
+        labels=["state"],
+    )
+    for s in PEER_STATES:
+        state.add_metric([s], int(s == pair.state))
+    out.append(state)
+    if pair.seen is not None:
+        out.append(
+            GaugeMetricFamily(
+                "carpd_peer_last_message_age_seconds",
+                "Seconds since the last valid message from the peer.",
+                pair.seen,
+            )
+        )
+    rejected = CounterMetricFamily(
+        "carpd_peer_rejected_messages", "Messages from the peer dropped, by why.", labels=["why"]
+    )
+    for why in sorted({*REJECTS, *pair.rejected}):
+        rejected.add_metric([why], pair.rejected.get(why, 0))
+    out.append(rejected)
+    withheld = GaugeMetricFamily(
+        "carpd_pair_withheld",
+        "1 for each reason not acted on because the peer has it too, 0 for the others.",
+        labels=["reason"],
+    )
+    for reason in sorted({*possible, *pair.withheld} - {MAINTENANCE}):
+        withheld.add_metric([reason], int(reason in pair.withheld))
+    out.append(withheld)
+    out.append(
+        GaugeMetricFamily(
+            "carpd_pair_split_brain",
+            "How many vhids are MASTER on both nodes of the pair.",
+            len(pair.split_brain),
+        )
+    )
+    out.append(
+        GaugeMetricFamily(
+            "carpd_pair_split",
+            "1 if the managed VIPs are MASTER partly on this node, partly on the peer.",
+            int(pair.split),
+        )
     )
     return out
 

@@ -19,6 +19,15 @@ present, so that scripts need no `in` tests):
     warnings     what an admin must fix; the last host read's failure first
     started      when the daemon started, ISO-8601 UTC
     updated      when the last round ended, ISO-8601 UTC, or null before the first
+    peer         the other node's carpd-py ([peer]): {"state": "up" | "unknown" | "rejected" |
+                 "off", "seen": seconds since its last valid message or null, "node": its
+                 host name or null, "reasons": [...], "demoted": bool, "maintenance": bool,
+                 "roles": {"carp0": "MASTER", "carp2/5": "BACKUP", ...}} (its last view, also
+                 when it is no longer fresh; [] / false / {} before any)
+    pair         {"withheld": reasons not acted on because of the peer (shared, or its own
+                 fault), "waiting": reasons waiting for the peer's verdict, "split_brain":
+                 [vhids MASTER on both nodes], "split": bool (managed VIPs on both nodes),
+                 "deeper": bool (both demoted, this node one step further down)}
 """
 
 from __future__ import annotations
@@ -102,6 +111,43 @@ def status_document(status: Status) -> dict[str, Any]:
         "warnings": warnings,
         "started": iso_utc(status.started),
         "updated": iso_utc(status.updated),
+        **pair_documents(status),
+    }
+
+
+def role_names(carp: Sequence[dict[str, Any]]) -> dict[str, str]:
+    """{"carp0": "MASTER"}: a vhid by its interface, "carp2/5" on a multi-vhid interface."""
+    per_iface: dict[str, int] = {}
+    for c in carp:
+        per_iface[c["interface"]] = per_iface.get(c["interface"], 0) + 1
+    return {
+        c["interface"] if per_iface[c["interface"]] == 1 else f"{c['interface']}/{c['vhid']}": (
+            c["state"]
+        )
+        for c in sorted(carp, key=lambda c: (_natural(c["interface"]), c["vhid"]))
+    }
+
+
+def pair_documents(status: Status) -> dict[str, Any]:
+    pair = status.pair
+    view: Any = pair.view if pair is not None and pair.view is not None else {}
+    return {
+        "peer": {
+            "state": "off" if pair is None else pair.state,
+            "seen": None if pair is None or pair.seen is None else round(pair.seen, 3),
+            "node": None if pair is None else pair.node,
+            "reasons": list(view.get("reasons", [])),
+            "demoted": bool(view.get("demoted", False)),
+            "maintenance": bool(view.get("maintenance", False)),
+            "roles": role_names(view.get("carp", [])),
+        },
+        "pair": {
+            "withheld": [] if pair is None else list(pair.withheld),
+            "waiting": [] if pair is None else list(pair.waiting),
+            "split_brain": [] if pair is None else list(pair.split_brain),
+            "split": False if pair is None else pair.split,
+            "deeper": False if pair is None else pair.deeper,
+        },
     }
 
 
@@ -176,9 +222,42 @@ def format_status(doc: dict[str, Any]) -> str:
         lines.append(
             f"group {share['group']}: demote count {counter}, our share {share['share']}{want}"
         )
+    lines.extend(format_pair(doc))
     lines.extend(f"warning: {w}" for w in doc["warnings"])
     verified = doc.get("verify")  # the last `carpctl verify` checks the daemon ran
     if isinstance(verified, dict):
         lines.append(f"verify: {verified.get('result')}")
         lines.extend(f"verify: {p}" for p in verified.get("problems", ()))
     return "\n".join(lines) + "\n"
+
+
+def format_pair(doc: dict[str, Any]) -> list[str]:
+    """The two nodes side by side, and what the pair decided."""
+    peer, pair = doc["peer"], doc["pair"]
+    if peer["state"] == "off":
+        return []
+    seen = "never heard" if peer["seen"] is None else f"heard {peer['seen']:.1f}s ago"
+    alone = "" if peer["state"] == "up" else ": this node decides alone"
+    lines = [f"peer {peer['node'] or '?'}: {peer['state']}, {seen}{alone}"]
+    mine = role_names(doc["carp"])
+    rows = [("", "THIS NODE", "PEER")]
+    rows.append(("demoted", "yes" if doc["demoted"] else "no", "yes" if peer["demoted"] else "no"))
+    rows.append(("reasons", ",".join(doc["reasons"]) or "-", ",".join(peer["reasons"]) or "-"))
+    for name in sorted({*mine, *peer["roles"]}, key=_natural):
+        rows.append((name, mine.get(name, "-"), peer["roles"].get(name, "-")))
+    lines.extend(_table(rows))
+    if pair["withheld"]:
+        lines.append(
+            "withheld: " + ", ".join(pair["withheld"]) + " (the peer has it too: a failover "
+            "would not help)"
+        )
+    if pair["waiting"]:
+        lines.append("waiting for the peer's verdict on: " + ", ".join(pair["waiting"]))
+    if pair["deeper"]:
+        lines.append("both nodes demoted: this node is one step further down")
+    if pair["split_brain"]:
+        vhids = ", ".join(map(str, pair["split_brain"]))
+        lines.append(f"SPLIT BRAIN: vhid {vhids} MASTER on both nodes")
+    if pair["split"]:
+        lines.append("SPLIT: the VIPs are MASTER partly here, partly on the peer")
+    return lines

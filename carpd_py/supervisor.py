@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import trio
 
@@ -32,6 +32,7 @@ from .interest import Interest, interest, why
 from .logsetup import Log
 from .misread import CONFIRM_MAX, doubtful
 from .model import HostView
+from .reports import report, report_restore
 from .rounds import (
     SYNC,
     check_names,
@@ -48,6 +49,9 @@ from .rounds import (
 from .routesock import RouteSocket, open_route_socket
 from .rtmsg import RtMsgError, decode
 from .telemetry import Telemetry, TelemetrySnapshot
+
+if TYPE_CHECKING:
+    from .pairing import Pairing, PairStatus
 
 
 class Host(Protocol):
@@ -91,6 +95,7 @@ class Status:
     warnings: tuple[str, ...] = ()
     read_error: str | None = None
     telemetry: TelemetrySnapshot = field(default_factory=lambda: Telemetry().snapshot())
+    pair: PairStatus | None = None  # None: no [peer], this node decides alone
 
 
 GRACE = 0.5  # seconds a task may overrun its own deadline before the supervisor gives up on it
@@ -166,6 +171,7 @@ class Supervisor:
         self.clock = clock or _monotonic  # for durations: the hold-down
         self.boot_time = boot_time if boot_time is not None else wall()
         self.hooks = hooks
+        self.pair: Pairing | None = None  # the peer's view and the pair rule (pairing.py)
         self.telemetry = Telemetry()
         self.memory = d.Memory()
         self.checks: dict[str, Check] = {}
@@ -474,6 +480,8 @@ class Supervisor:
             others=released_advskews(view, self.config, self.memory.vhids) if view else {},
             demoted_for=self._demoted_for(),
         )
+        if self.pair is not None:
+            inputs = self.pair.adjust(self, inputs)
         memory, effects = d.decide(self.policy, self.memory, inputs)
         if any(isinstance(e, d.COMMANDS) for e in effects):
             self.publish()  # what was read, before the commands take their time
@@ -553,9 +561,9 @@ class Supervisor:
             return  # nothing is reported or run that is not on disk; the next round retries
         for effect in effects:
             if isinstance(effect, d.Restore):
-                self._report_restore(effect, before, memory)
+                report_restore(self, effect, before, memory)
             elif not isinstance(effect, d.COMMANDS):
-                self._report(effect)
+                report(self, effect)
         commands = [e for e in effects if isinstance(e, d.COMMANDS)]
         if not commands:
             return
@@ -590,97 +598,6 @@ class Supervisor:
         )
         return True
 
-    def _report(self, effect: d.Effect) -> None:
-        if isinstance(effect, d.Demote):
-            for reason in effect.reasons:
-                self.telemetry.demotions[reason] += 1
-            self.log.notice("demoting", reasons=effect.reasons, method=self.policy.method)
-            self._fire("demote", REASONS=",".join(effect.reasons))
-        elif isinstance(effect, d.ReasonsChanged):
-            for reason in set(effect.after) - set(effect.before):
-                self.telemetry.demotions[reason] += 1
-            self.log.notice("demotion reasons changed", before=effect.before, after=effect.after)
-        elif isinstance(effect, d.Adopt):
-            self.log.warning(
-                f"{_describe(effect.key)} advskew changed by hand: adopted as baseline",
-                before=effect.before,
-                after=effect.after,
-                released=effect.released,
-            )
-        elif isinstance(effect, d.Unconfirmed):
-            if effect.expected is None:
-                self.log.info(
-                    f"{_describe(effect.key)} advskew {effect.value} read once: managed "
-                    "when the next read agrees",
-                )
-            else:
-                self.log.info(
-                    f"{_describe(effect.key)} read once as advskew {effect.value}, expected "
-                    f"{effect.expected}: ignored unless the next read agrees",
-                )
-        elif isinstance(effect, d.NotAdopted):
-            self.log.warning(
-                f"{_describe(effect.key)} advskew changed by hand to {effect.value}, at or above "
-                f"demote.advskew {self.policy.advskew}: not adopted as baseline, baseline "
-                f"{effect.baseline} kept (restored at the next restore)",
-                value=effect.value,
-                baseline=effect.baseline,
-            )
-        elif isinstance(effect, d.Refuse):
-            self.log.error(
-                f"{_describe(effect.key)} advskew {effect.advskew} looks demoted already and "
-                "carpd-py has no record of its baseline: left unmanaged until its real advskew "
-                "is set by hand",
-            )
-        elif isinstance(effect, d.Manage):
-            self.log.info(f"managing {_describe(effect.key)}", baseline=effect.baseline)
-        elif isinstance(effect, d.ShareAdopted):
-            self.log.warning(
-                f"group {effect.group} demote counter below our share: adopted",
-                before=effect.before,
-                after=effect.after,
-            )
-
-    def _report_restore(self, effect: d.Restore, before: d.Memory, after: d.Memory) -> None:
-        """Say what the restore really gives back: the vhids, our share, or nothing."""
-        self.telemetry.restores += 1
-        demoted_for = round(effect.after, 1)
-        refused = ", ".join(_describe(k) for k in sorted(after.refused))
-        extra = {"refused": refused} if refused else {}
-        if self.policy.method == "carpdemote":
-            if before.share or before.share_target:
-                self.log.notice(
-                    "restoring baselines",
-                    demoted_for=demoted_for,
-                    group=self.policy.group,
-                    share=before.share,
-                )
-            else:
-                self.log.notice(
-                    "demotion over, nothing to restore: no share of ours in the group counter",
-                    demoted_for=demoted_for,
-                    group=self.policy.group,
-                )
-        else:
-            keys = d.restored(before, after)
-            if keys:
-                vhids = ", ".join(_describe(k) for k in keys)
-                self.log.notice(
-                    "restoring baselines", demoted_for=demoted_for, vhids=vhids, **extra
-                )
-            elif refused:
-                self.log.notice(
-                    f"demotion over, nothing to restore: {refused} refused "
-                    "(no record of their baseline), no other vhid held",
-                    demoted_for=demoted_for,
-                )
-            else:
-                self.log.notice(
-                    "demotion over, nothing to restore: no managed vhid was held",
-                    demoted_for=demoted_for,
-                )
-        self._fire("restore", DEMOTED_FOR=f"{effect.after:.1f}")
-
     def _fire(self, event: str, **env: str) -> None:
         if self.hooks is not None:
             self.hooks.fire(event, env)
@@ -697,7 +614,10 @@ class Supervisor:
             warnings=self.warned,
             read_error=self.read_error,
             telemetry=self.telemetry.snapshot(),
+            pair=self.pair.status() if self.pair is not None else None,
         )
+        if self.pair is not None:
+            self.pair.published(self.status)
 
     # --- control -----------------------------------------------------------------------
 

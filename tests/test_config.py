@@ -28,6 +28,7 @@ from carpd_py.config import (
     HooksConfig,
     LogConfig,
     MetricsConfig,
+    PeerConfig,
     PlatformConfig,
     SyncConfig,
     UpstreamConfig,
@@ -49,6 +50,7 @@ TABLES: dict[str, type[Any]] = {
     "control": ControlConfig,
     "platform": PlatformConfig,
     "hooks": HooksConfig,
+    "peer": PeerConfig,
 }
 ROOT_KEYS = ("interval", "state_file", "restore_on_exit")
 ISP = '[[upstream]]\nname = "isp"\n'  # an upstream group to complete in a test
@@ -107,9 +109,32 @@ def test_shipped_config_is_node_a_of_the_handbook() -> None:
     )
 
 
+def _uncomment_peer(text: str) -> str:
+    """The shipped config with its commented [peer] block turned on, as an admin would."""
+    head, _, block = text.partition("\n# [peer]")
+    lines = ("[peer]" + block).splitlines()
+    return head + "\n" + "\n".join(line.removeprefix("# ") for line in lines) + "\n"
+
+
+def test_shipped_config_leaves_the_pair_off_so_a_fresh_install_passes_n() -> None:
+    """`carpd-py -n` refuses a missing key file; the example must pass -n on a fresh machine."""
+    assert load_config(str(ETC)).peer is None
+    assert "\n# [peer]" in ETC.read_text()
+
+
+def test_shipped_peer_block_uncommented_is_the_handbook_pair() -> None:
+    config = parse_config(_uncomment_peer(ETC.read_text()), F)
+    assert config.peer == PeerConfig(
+        listen=("10.10.10.2:9724",),
+        addresses=("10.10.10.3:9724",),
+        key_file="/etc/carpd-py.key",
+        timeout=3.0,
+    )
+
+
 def test_shipped_config_shows_every_key() -> None:
     """Every dataclass field is a key of etc/carpd-py.conf, set or (port, command) commented."""
-    document = tomllib.loads(ETC.read_text())
+    document = tomllib.loads(_uncomment_peer(ETC.read_text()))
     shown = {key for key in document if key not in TABLES}
     for table in TABLES:
         section = document[table][0] if table == "upstream" else document[table]

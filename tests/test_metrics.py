@@ -42,6 +42,7 @@ from carpd_py.metrics import (
     stop_metrics_server,
 )
 from carpd_py.model import CarpInfo, CarpNode, HostView, Interface, PfsyncInfo
+from carpd_py.pairing import PairStatus
 from carpd_py.supervisor import Status
 from carpd_py.telemetry import Telemetry
 
@@ -606,6 +607,40 @@ def test_a_real_prometheus_scrapes_and_evaluates_the_rules(tmp_path: Path) -> No
         health = {r["name"]: r["health"] for g in groups for r in g["rules"]}
         assert set(health.values()) <= {"ok", "unknown"}, health
         assert "CarpSplitBrain" in health
+
+
+# --- the pair ---------------------------------------------------------------------------------
+
+
+def test_no_peer_series_without_a_peer_table() -> None:
+    s = samples_of(exposition(demoted_status()))
+    assert not [name for name, _ in s if name.startswith(("carpd_peer_", "carpd_pair_"))]
+
+
+def test_peer_and_pair_series() -> None:
+    pair = PairStatus(
+        state="up",
+        seen=0.4,
+        withheld=("sync",),
+        split_brain=(10, 20),
+        split=True,
+        rejected=MappingProxyType({"auth": 3}),
+    )
+    s = samples_of(exposition(replace(demoted_status(), pair=pair)))
+    assert get(s, "carpd_peer_up") == 1
+    assert get(s, "carpd_peer_state", state="up") == 1
+    assert get(s, "carpd_peer_state", state="rejected") == 0
+    assert get(s, "carpd_peer_last_message_age_seconds") == 0.4
+    assert get(s, "carpd_peer_rejected_messages_total", why="auth") == 3
+    assert get(s, "carpd_peer_rejected_messages_total", why="replay") == 0
+    assert get(s, "carpd_pair_withheld", reason="sync") == 1
+    assert get(s, "carpd_pair_withheld", reason="upstream:isp") == 0
+    assert ("carpd_pair_withheld", L(reason="maintenance")) not in s  # never withheld
+    assert get(s, "carpd_pair_split_brain") == 2
+    assert get(s, "carpd_pair_split") == 1
+    silent = samples_of(exposition(replace(demoted_status(), pair=PairStatus(state="unknown"))))
+    assert get(silent, "carpd_peer_up") == 0
+    assert ("carpd_peer_last_message_age_seconds", L()) not in silent
 
 
 def test_slow_clients_are_cut_at_the_request_deadline_and_never_lock_prometheus_out(

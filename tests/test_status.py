@@ -11,6 +11,7 @@ from carpd_py.config import Config, DemoteConfig, SyncConfig, UpstreamConfig
 from carpd_py.decide import Memory, VhidRecord, vhid_map
 from carpd_py.hysteresis import Check
 from carpd_py.model import HostView
+from carpd_py.pairing import PairStatus
 from carpd_py.status import format_status, iso_utc, status_document
 from carpd_py.supervisor import Status
 
@@ -40,6 +41,21 @@ def handbook_view(*, skew: int = 0, state: str = "MASTER", em2: str = "active") 
         group_demote={"carp": 0},
         sysctl={"net.inet.carp.allow": 1, "net.inet.carp.preempt": 1},
     )
+
+
+# Without [peer]: the same keys, saying so (scripts need no `in` tests).
+ALONE: dict[str, Any] = {
+    "peer": {
+        "state": "off",
+        "seen": None,
+        "node": None,
+        "reasons": [],
+        "demoted": False,
+        "maintenance": False,
+        "roles": {},
+    },
+    "pair": {"withheld": [], "waiting": [], "split_brain": [], "split": False, "deeper": False},
+}
 
 
 def carp_row(interface: str, vhid: int, dev: str, state: str, advskew: int) -> dict[str, Any]:
@@ -129,6 +145,7 @@ def test_demoted_by_sync_with_baselines() -> None:
         "warnings": ["pfsync0: syncdev em2 has no carrier (no carrier)"],
         "started": "2025-11-25T02:00:00Z",
         "updated": "2025-11-25T02:02:40Z",
+        **ALONE,
     }
 
 
@@ -196,6 +213,7 @@ def test_not_demoted() -> None:
         "warnings": [],
         "started": "2025-11-25T02:00:00Z",
         "updated": "2025-11-25T02:02:40Z",
+        **ALONE,
     }
     text = format_status(status_document(not_demoted_carpdemote()))
     assert text.splitlines()[0] == "not demoted"
@@ -252,6 +270,7 @@ def test_never_read() -> None:
         ],
         "started": "2025-11-25T02:00:00Z",
         "updated": "2025-11-25T02:02:40Z",
+        **ALONE,
     }
 
 
@@ -289,6 +308,7 @@ def test_before_the_first_round() -> None:
         "warnings": [],
         "started": "2025-11-25T02:00:00Z",
         "updated": None,
+        **ALONE,
     }
     assert format_status(doc) == (
         "not demoted\n"
@@ -324,3 +344,55 @@ def test_iso_utc() -> None:
     assert iso_utc(SINCE) == "2025-11-25T02:01:40Z"
     assert iso_utc(float("nan")) is None
     assert iso_utc(1e300) is None
+
+
+def with_peer() -> Status:
+    """The direct SYNC cable pulled: both nodes lost sync, the demotion withheld."""
+    peer_view = {
+        "reasons": ["sync"],
+        "demoted": False,
+        "maintenance": False,
+        "carp": [
+            {"interface": "carp0", "vhid": 10, "state": "BACKUP", "advskew": 100, "managed": True},
+            {"interface": "carp1", "vhid": 20, "state": "BACKUP", "advskew": 100, "managed": True},
+        ],
+    }
+    return replace(
+        demoted_by_sync(),
+        memory=Memory(),
+        view=handbook_view(skew=0, state="MASTER", em2="no carrier"),
+        pair=PairStatus(
+            state="up", seen=0.25, view=MappingProxyType(peer_view), node="fw2", withheld=("sync",)
+        ),
+    )
+
+
+def test_the_peer_and_the_pair_in_the_document() -> None:
+    doc = status_document(with_peer())
+    assert doc["peer"] == {
+        "state": "up",
+        "seen": 0.25,
+        "node": "fw2",
+        "reasons": ["sync"],
+        "demoted": False,
+        "maintenance": False,
+        "roles": {"carp0": "BACKUP", "carp1": "BACKUP"},
+    }
+    assert doc["pair"] == {
+        "withheld": ["sync"],
+        "waiting": [],
+        "split_brain": [],
+        "split": False,
+        "deeper": False,
+    }
+    text = format_status(doc)
+    assert "peer fw2: up, heard 0.2s ago\n" in text
+    assert "\ncarp0    MASTER     BACKUP\n" in text
+    assert "withheld: sync (the peer has it too: a failover would not help)" in text
+
+
+def test_a_silent_peer_says_this_node_decides_alone() -> None:
+    doc = status_document(replace(with_peer(), pair=PairStatus(state="unknown")))
+    assert doc["peer"]["state"] == "unknown"
+    assert doc["peer"]["seen"] is None
+    assert "peer ?: unknown, never heard: this node decides alone" in format_status(doc)

@@ -13,10 +13,14 @@ harness lives, so its event log fills as things happen even when nobody reads.
 
 from __future__ import annotations
 
+import json
 import os
+import secrets
 import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -146,6 +150,50 @@ def merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
+def free_udp_port(host: str = "127.0.0.1") -> int:
+    """A UDP port free now (bound and released; a small race, fine for tests and the demo)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+class Relay:
+    """One path of the peer channel in one direction: datagrams to `port` go on to `target`,
+    unless the path is `blocked` (a pf rule, a pulled LAN cable, a dead switch)."""
+
+    def __init__(self, target: tuple[str, int]) -> None:
+        self.target = target
+        self.blocked = False
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.settimeout(0.2)
+        self.port = int(self.sock.getsockname()[1])
+        self.forwarded = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="relay", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                data, _ = self.sock.recvfrom(65535)
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            if not self.blocked:
+                try:
+                    self.sock.sendto(data, self.target)
+                    self.forwarded += 1
+                except OSError:
+                    pass
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(2.0)
+        self.sock.close()
+
+
 class Harness:
     def __init__(
         self,
@@ -171,6 +219,32 @@ class Harness:
             node.config = base_config(node)
             self.nodes[name] = node
             self.world.set_route_socket(name, str(node.route_path))
+        self.relays: dict[str, Relay] = {}
+
+    def pair_up(self, *, timeout: float = 1.5, keys: Mapping[str, bytes] | None = None) -> None:
+        """Give each daemon a [peer] table and a key file (0600): they decide together. Each
+        direction goes through a `Relay` (self.relays["A"]: what A sends), so a test can
+        block the channel."""
+        names = list(self.nodes)
+        assert len(names) == 2, "a pair has two nodes"
+        key = secrets.token_hex(32).encode()
+        ports = {name: free_udp_port() for name in names}
+        for name, other in zip(names, reversed(names), strict=True):
+            self.relays[name] = Relay(("127.0.0.1", ports[other]))
+        for name in names:
+            node = self.nodes[name]
+            key_path = node.root / "carpd-py.key"
+            key_path.write_bytes((keys or {}).get(name, key) + b"\n")
+            key_path.chmod(0o600)
+            self.configure(
+                name,
+                peer={
+                    "listen": [f"127.0.0.1:{ports[name]}"],
+                    "addresses": [f"127.0.0.1:{self.relays[name].port}"],
+                    "key_file": str(key_path),
+                    "timeout": timeout,
+                },
+            )
 
     def configure(self, name: str, **over: Any) -> Path:
         """Merge `over` into the node's config (None removes a key) and write it."""
@@ -210,9 +284,23 @@ class Harness:
     def stop_all(self) -> None:
         for name in self.nodes:
             self.stop(name)
+        for relay in self.relays.values():
+            relay.close()
+        self.relays = {}
         if self.ticker is not None:
             self.ticker.stop()
             self.ticker = None
+
+    def status(self, name: str) -> dict[str, Any]:
+        """`carpctl status --json` of a running daemon ({} if it does not answer)."""
+        result = self.carpctl(name, "status", "--json")
+        if result.returncode != 0:
+            return {}
+        try:
+            doc: dict[str, Any] = json.loads(result.stdout)
+        except ValueError:
+            return {}
+        return doc
 
     def carpctl(
         self, name: str, *args: str, timeout: float = 10.0

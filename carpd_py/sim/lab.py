@@ -74,6 +74,8 @@ ISP_HOST = "198.51.100.1"  # an address beyond it (on the router's loopback)
 UPSTREAM_TARGETS = (WAN_GATEWAY, ISP_HOST)
 LAN_HOST = "10.10.10.100"
 SYNC_ADDRESS = {"A": "10.255.255.2", "B": "10.255.255.3"}
+LAN_ADDRESS = {"A": "10.10.10.2", "B": "10.10.10.3"}  # the path the daemons talk over
+PEER_PORT = 9724
 NODE_NAMESPACE = {"A": "fwA", "B": "fwB"}  # simulated node -> lab namespace
 NFT_TABLE = "carpd_lab"
 
@@ -401,6 +403,25 @@ class Lab:
             argv = [sys.executable, "-m", "carpd_py.sim.carrier", str(harness.world.path), node]
             self.popen_in(key, argv, env=env)
         return harness
+
+    def pair_up(self, harness: Harness, *, timeout: float = 1.5) -> None:
+        """Give both daemons a [peer] table over the LAN (em1), as the handbook pair would
+        have it, and one key file (0600)."""
+        key = secrets.token_hex(32).encode() + b"\n"
+        for node in harness.nodes:
+            other = "B" if node == "A" else "A"
+            path = harness.nodes[node].root / "carpd-py.key"
+            path.write_bytes(key)
+            path.chmod(0o600)
+            harness.configure(
+                node,
+                peer={
+                    "listen": [f"{LAN_ADDRESS[node]}:{PEER_PORT}"],
+                    "addresses": [f"{LAN_ADDRESS[other]}:{PEER_PORT}"],
+                    "key_file": str(path),
+                    "timeout": timeout,
+                },
+            )
 
     # --- looking ------------------------------------------------------------------------
 
