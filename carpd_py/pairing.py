@@ -226,11 +226,44 @@ class Pairing:
         self.last_sent: tuple[dict[str, Any], float] | None = None  # (view, trio time)
         self.settled: tuple[tuple[int, ...], bool] = ((), False)
         self.warned_no_healthier = False
+        self.news: tuple[object, ...] = ()  # the peer's view as decide last took it (_news)
 
     # --- before decide -----------------------------------------------------------------------
 
     def adjust(self, sup: Supervisor, inputs: Inputs) -> Inputs:
-        now = trio.current_time()
+        decision, peer = self._decide(sup)
+        self._report(decision, peer)
+        self.decision = decision
+        self.news = self._news()
+        return replace(inputs, withheld=decision.withheld, deeper=decision.deeper)
+
+    def quiet(self, sup: Supervisor) -> bool:
+        """Nothing new for `decide` from the pair, for the supervisor's idle round: the pair's
+        word is the one decide last took (the same peer freshness, verdicts, step deeper), no
+        reason waits for the peer (a wait ends by rounds: mine bad, the peer's good) and no
+        split is being counted. Called every round that could be idle, so that the failing
+        checks the peer must hear of are noted from their first bad round."""
+        decision, _ = self._decide(sup)
+        if decision != self.decision or Verdict.WAIT in decision.verdicts.values():
+            return False
+        if self._news() != self.news:
+            return False  # the peer's view changed: the status shows it, decide takes it
+        return (decision.split_brain, decision.split) == self.settled
+
+    def _news(self) -> tuple[object, ...]:
+        """What the peer says, without what moves every round (its round, its check counts):
+        its freshness, its session and its view (reasons, roles, demoted, withheld...)."""
+        last = self.channel.last
+        state = self.channel.state(trio.current_time())
+        if last is None:
+            return (state,)
+        view = dict(last.document["view"])
+        view.pop("round", None)
+        checks = view.pop("checks", {})  # validated when received: name -> object
+        view["checks"] = {n: (c.get("up"), c.get("local")) for n, c in checks.items()}
+        return (state, last.session, view)
+
+    def _decide(self, sup: Supervisor) -> tuple[PairDecision, Peer | None]:
         doc = view_document(sup.config, sup.checks, sup.params, sup.memory, sup.view)
         mine = node_view(self.channel.session, doc)
         for name, check in sup.checks.items():
@@ -238,11 +271,8 @@ class Pairing:
                 self.first_bad.setdefault(name, self.channel.seq + 1)
             else:
                 self.first_bad.pop(name, None)
-        peer = self._peer(now)
-        decision = decide_pair(mine, peer)
-        self._report(decision, peer)
-        self.decision = decision
-        return replace(inputs, withheld=decision.withheld, deeper=decision.deeper)
+        peer = self._peer(trio.current_time())
+        return decide_pair(mine, peer), peer
 
     def _peer(self, now: float) -> Peer | None:
         state = self.channel.state(now)
@@ -341,6 +371,24 @@ class Pairing:
             withheld=self.decision.held(Verdict.SHARED, Verdict.THEIRS),
             round_number=status.telemetry.polls,
         )
+        self._send(doc)
+
+    def idle(self, sup: Supervisor) -> None:
+        """An idle round publishes nothing, but the peer hears this node every round: its
+        check counts move on, and what it has heard of the peer's messages (the peer's waits
+        end by them, and a silent node is a lost one)."""
+        doc = view_document(
+            sup.config,
+            sup.checks,
+            sup.params,
+            sup.memory,
+            sup.view,
+            withheld=self.decision.held(Verdict.SHARED, Verdict.THEIRS),
+            round_number=sup.telemetry.polls,
+        )
+        self._send(doc)
+
+    def _send(self, doc: dict[str, Any]) -> None:
         self.channel.send(doc, self.heard)
         self.last_sent = (doc, trio.current_time())
         # the next round begins after this: what was heard by now is what that round has heard

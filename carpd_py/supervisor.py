@@ -8,7 +8,8 @@ even when a signal arrives) under a deadline; publish an immutable Status for re
 With the routing socket open (routesock.py) the host is read when a message says that an
 interface that matters changed (interest.py), at once, in a round of its own without probes,
 and otherwise every `platform.resync_interval`; without it, every round. A round where nothing
-changed (no new read, the same verdicts, nothing pending) decides nothing and publishes nothing.
+changed (no new read, the same verdicts, nothing pending, nothing new from the peer) decides
+nothing and publishes nothing; with a peer it still sends this node's view.
 """
 
 from __future__ import annotations
@@ -463,6 +464,8 @@ class Supervisor:
             self.telemetry.poll_durations.observe(trio.current_time() - started)
             if read:
                 self.publish()  # a resync: the metrics and the status catch up
+            elif self.pair is not None:
+                self.pair.idle(self)  # the peer hears this node every round
             return  # nothing new: no decide, no publish
         if not read:
             # Decide only on what the host shows now, never on an older read.
@@ -498,8 +501,11 @@ class Supervisor:
         self.view = view
 
     def _idle(self, verdicts: Mapping[str, bool | None], *, changed: bool) -> bool:
-        """Nothing to decide: the host as before, the same verdicts, nothing pending."""
-        return not changed and verdicts == self._verdicts and self._settled()
+        """Nothing to decide: the host as before, the same verdicts, nothing pending, and
+        with a peer, nothing new or pending from the pair (pairing.py: `quiet`)."""
+        if changed or verdicts != self._verdicts or not self._settled():
+            return False
+        return self.pair is None or self.pair.quiet(self)
 
     def _settled(self) -> bool:
         """Nothing that time or another read can change: not demoted (hold-down), nothing in
