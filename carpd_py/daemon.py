@@ -40,7 +40,7 @@ from .peer import Channel, KeyFileError, load_key
 from .prober import Probes
 from .state import StatePathError, check_path
 from .supervisor import GRACE, Supervisor
-from .verifier import Verifier, VerifyCollector
+from .verifier import AGE, SECTION, Verifier, VerifyCollector, check_section
 
 # Keys a reload cannot change in a running process: they need a restart.
 RESTART_ONLY = ("state_file", "metrics", "log", "control", "peer")
@@ -101,13 +101,26 @@ class Daemon:
             channel.bind()
             self.pairing = Pairing(channel, log)
             self.supervisor.pair = self.pairing
-        self.verifier = Verifier(config, log, self._view, self._share)
+        self.verifier = Verifier(config, log, self._view, self._share, self._peer_report)
+        if self.pairing is not None:
+            # the pair channel carries both nodes' `carpctl verify` reports
+            self.pairing.channel.sections[SECTION] = check_section
+            self.pairing.sections = self.verifier.section
         self._reloads: trio.MemorySendChannel[Config | None] | None = None
         self.lock: StateLock | None = None
         self._metrics: tuple[MetricsServer, threading.Thread] | None = None
 
     def _view(self) -> HostView | None:
         return self.supervisor.status.view
+
+    def _peer_report(self) -> tuple[Any, float] | None:
+        """The "verify" section of the peer's last message (checked on arrival) and when
+        the peer read it, on this node's clock; None before any."""
+        last = self.pairing.channel.last if self.pairing is not None else None
+        if last is None or SECTION not in last.document:
+            return None
+        section = last.document[SECTION]
+        return section, last.at - float(section[AGE])
 
     def _share(self) -> int:
         memory = self.supervisor.memory

@@ -2,8 +2,12 @@
 
 Off the hot path: its own task, each read under a deadline; the supervisor's loop never waits
 for it. It keeps the last document (for `carpctl status` and the metrics) and its own report
-(for `carpctl verify` and, once the pair channel carries it, for the peer). A check that turns
+(for `carpctl verify` and, over the pair channel, for the peer). A check that turns
 to failure is logged at notice; one that comes back, at notice too.
+
+The pair channel carries this node's report in the "verify" section of every message it sends
+(`section`), and the peer's comes back through `peer_source`: the section of the peer's last
+message, checked field by field on arrival (`check_section`), and when the peer read it.
 """
 
 from __future__ import annotations
@@ -23,6 +27,20 @@ from .verify import FAILURE, NodeReport, verify
 from .verifyio import local_report
 
 RESULT_VALUE = {"ok": 0, "warning": 1, "failure": 2}
+SECTION = "verify"  # the name of the section in the pair channel's messages
+AGE = "age"  # in the section: seconds since the sender read what its report says
+
+
+def check_section(data: Any) -> Any:
+    """The peer's "verify" section as it came, if it is a node report with its age;
+    ValueError otherwise (the channel then drops the section, counts and logs it)."""
+    if not isinstance(data, Mapping):
+        raise ValueError("not a node report: not an object")  # noqa: TRY004 (see from_json)
+    age = data.get(AGE)
+    if not isinstance(age, (int, float)) or isinstance(age, bool) or not 0 <= age < 1e9:
+        raise ValueError(f"not a node report: bad {AGE!r}")
+    NodeReport.from_json(data)
+    return data
 
 
 @dataclass(frozen=True)
@@ -60,6 +78,14 @@ class Verifier:
     def own_report(self) -> dict[str, Any] | None:
         """This node's last report, as JSON, for the message to the peer."""
         return self.last.local.to_json() if self.last is not None else None
+
+    def section(self) -> dict[str, Any]:
+        """The optional sections of the next message to the peer: {"verify": own report
+        and its age}, or none before the checks have run."""
+        if self.last is None:
+            return {}
+        age = max(0.0, trio.current_time() - self.last.at)
+        return {SECTION: {**self.last.local.to_json(), AGE: round(age, 3)}}
 
     def peer_report(self, data: Any) -> bool:
         """Take the peer's report from the message; a bad one is logged and dropped."""

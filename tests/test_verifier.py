@@ -14,7 +14,7 @@ from carpd_py import verifier as verifier_module
 from carpd_py.config import Config, VerifyConfig
 from carpd_py.model import HostView
 from carpd_py.nodereport import NodeReport
-from carpd_py.verifier import Verifier
+from carpd_py.verifier import Verifier, check_section
 
 from .fakes import RecordingLog
 
@@ -151,3 +151,33 @@ async def test_the_peers_report_is_pulled_from_the_channel(
     assert ("warning", "verify: the peer's report is refused") in [
         (lv, e) for lv, e, _ in log.lines
     ]
+
+
+async def test_the_section_for_the_peer_carries_the_report_and_its_age(
+    reads: Reads, autojump_clock: trio.testing.MockClock
+) -> None:
+    v, _ = make(60.0)
+    assert v.section() == {}  # the checks have not run: nothing to send
+    await v.run_once()
+    await trio.sleep(2.5)
+    section = v.section()["verify"]
+    assert section["age"] == 2.5
+    assert NodeReport.from_json(section) == reads.report
+    assert check_section(section) == section
+
+
+@pytest.mark.parametrize(
+    ("data", "why"),
+    [
+        ([], "not an object"),
+        ({"node": "B"}, "bad 'age'"),
+        ({"node": "B", "age": -1}, "bad 'age'"),
+        ({"node": "B", "age": True}, "bad 'age'"),
+        ({"node": "B", "age": 1e12}, "bad 'age'"),
+        ({"node": "B", "age": 0, "carp": [{"vhid": "x"}]}, "bad 'carp'"),
+        ({"node": "", "age": 0}, "no node name"),
+    ],
+)
+def test_a_bad_section_from_the_peer_is_refused_naming_the_field(data: Any, why: str) -> None:
+    with pytest.raises(ValueError, match=why):
+        check_section(data)
