@@ -35,12 +35,13 @@ from .lock import LockError, StateLock, acquire
 from .logsetup import Log, setup
 from .metrics import MetricsServer, parse_listen, start_metrics_server, stop_metrics_server
 from .model import HostView
+from .pair import NodeView
 from .pairing import Pairing
 from .peer import Channel, KeyFileError, load_key
 from .prober import Probes
 from .state import StatePathError, check_path
 from .supervisor import GRACE, Supervisor
-from .verifier import AGE, SECTION, Verifier, VerifyCollector, check_section
+from .verifier import AGE, SECTION, Verifier, VerifyCollector, check_section, with_roles
 
 # Keys a reload cannot change in a running process: they need a restart.
 RESTART_ONLY = ("state_file", "metrics", "log", "control", "peer")
@@ -114,12 +115,15 @@ class Daemon:
         return self.supervisor.status.view
 
     def _peer_report(self) -> tuple[Any, float] | None:
-        """The "verify" section of the peer's last message (checked on arrival) and when
-        the peer read it, on this node's clock; None before any."""
+        """The "verify" section of the peer's last message (checked on arrival) with the
+        roles of the view that came with it, and when the peer read it, on this node's
+        clock; None before any."""
         last = self.pairing.channel.last if self.pairing is not None else None
         if last is None or SECTION not in last.document:
             return None
         section = last.document[SECTION]
+        if isinstance(last.view, NodeView):
+            section = with_roles(section, last.view.roles)
         return section, last.at - float(section[AGE])
 
     def _share(self) -> int:
