@@ -151,4 +151,7 @@ def test_verify_sees_both_nodes_over_the_pair_channel(pair: Harness) -> None:
     assert code == 1
     assert checks["rules_match"]["nodes"]["B"].endswith("(the rulesets differ)")
     assert "rules are not" in checks["rules_match"]["fix"]
-    assert "notice  verify: check failed check=rules_match" in pair.nodes["B"].log()
+    for name in pair.nodes:  # each daemon too, once a second run a moment later confirms it
+        log = pair.nodes[name].log
+        wait_until(lambda: "notice  verify: check failed check=rules_match" in log(),  # noqa: B023
+                   WAIT, f"{name} logs the failure")  # fmt: skip
