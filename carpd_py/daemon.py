@@ -35,12 +35,13 @@ from .lock import LockError, StateLock, acquire
 from .logsetup import Log, setup
 from .metrics import MetricsServer, parse_listen, start_metrics_server, stop_metrics_server
 from .model import HostView
+from .pair import NodeView
 from .pairing import Pairing
 from .peer import Channel, KeyFileError, load_key
 from .prober import Probes
 from .state import StatePathError, check_path
 from .supervisor import GRACE, Supervisor
-from .verifier import Verifier, VerifyCollector
+from .verifier import AGE, SECTION, Verifier, VerifyCollector, check_section, with_roles
 
 # Keys a reload cannot change in a running process: they need a restart.
 RESTART_ONLY = ("state_file", "metrics", "log", "control", "peer")
@@ -101,13 +102,29 @@ class Daemon:
             channel.bind()
             self.pairing = Pairing(channel, log)
             self.supervisor.pair = self.pairing
-        self.verifier = Verifier(config, log, self._view, self._share)
+        self.verifier = Verifier(config, log, self._view, self._share, self._peer_report)
+        if self.pairing is not None:
+            # the pair channel carries both nodes' `carpctl verify` reports
+            self.pairing.channel.sections[SECTION] = check_section
+            self.pairing.sections = self.verifier.section
         self._reloads: trio.MemorySendChannel[Config | None] | None = None
         self.lock: StateLock | None = None
         self._metrics: tuple[MetricsServer, threading.Thread] | None = None
 
     def _view(self) -> HostView | None:
         return self.supervisor.status.view
+
+    def _peer_report(self) -> tuple[Any, float] | None:
+        """The "verify" section of the peer's last message (checked on arrival) with the
+        roles of the view that came with it, and when the peer read it, on this node's
+        clock; None before any."""
+        last = self.pairing.channel.last if self.pairing is not None else None
+        if last is None or SECTION not in last.document:
+            return None
+        section = last.document[SECTION]
+        if isinstance(last.view, NodeView):
+            section = with_roles(section, last.view.roles)
+        return section, last.at - float(section[AGE])
 
     def _share(self) -> int:
         memory = self.supervisor.memory

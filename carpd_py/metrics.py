@@ -50,6 +50,11 @@ carpd_peer_last_message_age_seconds         seconds since the peer's last valid 
                                             (absent before the first)
 carpd_peer_rejected_messages_total{why}     "size", "auth", "format", "version", "self",
                                             "replay"; all from the start
+carpd_peer_dropped_sections_total{section,why}  an optional section ("verify": the report
+                                            for carpctl verify) left out of a message, the
+                                            message kept: why "size" (this node's would
+                                            have been too large), "format" (the peer's
+                                            failed the check); all from the start
 carpd_pair_withheld{reason}                 0/1 per possible reason: not acted on because the
                                             peer has it too (or it is the peer's own fault)
 carpd_pair_split_brain                      how many vhids are MASTER on both nodes (settled)
@@ -100,6 +105,7 @@ from .peer import REJECTS
 from .rounds import SYNC, check_names
 from .supervisor import Status
 from .telemetry import HistogramSnapshot
+from .verifier import SECTION
 
 __all__ = [
     "MetricsServer",
@@ -114,6 +120,7 @@ __all__ = [
 
 CARP_STATES = ("init", "backup", "master")
 COMMANDS = ("ifconfig",)
+SECTION_DROPS = ((SECTION, "format"), (SECTION, "size"))  # series present from the start
 PEER_STATES = ("up", "unknown", "rejected")  # command_errors_total series present from the start
 
 MAX_CONCURRENT_REQUESTS = 16  # more at once are closed without an answer
@@ -333,6 +340,15 @@ def pair_families(pair: PairStatus, possible: Iterable[str]) -> list[Metric]:
     for why in sorted({*REJECTS, *pair.rejected}):
         rejected.add_metric([why], pair.rejected.get(why, 0))
     out.append(rejected)
+    dropped = CounterMetricFamily(
+        "carpd_peer_dropped_sections",
+        "Optional message sections left out, by section and why: size (this node's message "
+        "would have been too large), format (the peer's section failed the check).",
+        labels=["section", "why"],
+    )
+    for section, why in sorted({*SECTION_DROPS, *pair.dropped_sections}):
+        dropped.add_metric([section, why], pair.dropped_sections.get((section, why), 0))
+    out.append(dropped)
     withheld = GaugeMetricFamily(
         "carpd_pair_withheld",
         "1 for each reason not acted on because the peer has it too, 0 for the others.",

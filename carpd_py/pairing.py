@@ -9,7 +9,9 @@ In every round, after the checks are stepped and before `decide`:
    `pair.decide_pair`, logs what changed, and hands `decide` the reasons to withhold and
    whether to go one step deeper.
 2. After the round (and whenever the status is published, e.g. maintenance switched on),
-   `published` sends this node's view on every path.
+   `published` sends this node's view on every path, with the optional sections `sections()`
+   returns (the daemon's: this node's `carpctl verify` report, see verifier.py); `heartbeat`
+   resends the last view, with fresh sections.
 
 The view document (the "view" section of a message, see peer.py):
 
@@ -27,7 +29,7 @@ The view document (the "view" section of a message, see peer.py):
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
@@ -66,6 +68,11 @@ class PairStatus:
     deeper: bool = False
     rejected: Mapping[str, int] = field(default_factory=lambda: MappingProxyType({}))
     send_errors: int = 0
+    # optional sections left out of a message: (section, "size" mine too large | "format"
+    # the peer's failed its check) -> count
+    dropped_sections: Mapping[tuple[str, str], int] = field(
+        default_factory=lambda: MappingProxyType({})
+    )
 
 
 OFF = PairStatus()
@@ -227,6 +234,8 @@ class Pairing:
         self.settled: tuple[tuple[int, ...], bool] = ((), False)
         self.warned_no_healthier = False
         self.news: tuple[object, ...] = ()  # the peer's view as decide last took it (_news)
+        # the optional sections of every message (peer.py): set by the daemon
+        self.sections: Callable[[], Mapping[str, Any]] = dict
 
     # --- before decide -----------------------------------------------------------------------
 
@@ -389,7 +398,7 @@ class Pairing:
         self._send(doc)
 
     def _send(self, doc: dict[str, Any]) -> None:
-        self.channel.send(doc, self.heard)
+        self.channel.send(doc, self.heard, **self.sections())
         self.last_sent = (doc, trio.current_time())
         # the next round begins after this: what was heard by now is what that round has heard
         self.heard = self.channel.last
@@ -406,7 +415,7 @@ class Pairing:
                 continue
             doc, at = self.last_sent
             if trio.current_time() - at >= interval:
-                self.channel.send(doc, self.heard)
+                self.channel.send(doc, self.heard, **self.sections())
                 self.last_sent = (doc, trio.current_time())
 
     def status(self) -> PairStatus:
@@ -424,4 +433,5 @@ class Pairing:
             deeper=self.decision.deeper,
             rejected=MappingProxyType(dict(self.channel.rejected)),
             send_errors=self.channel.send_errors,
+            dropped_sections=MappingProxyType(dict(self.channel.dropped_sections)),
         )

@@ -12,14 +12,21 @@ MAX_MESSAGE bytes in all. The document:
                                had accepted when the round this view reports began
      "node": "fw1", "version": "0.2.0",
      "view": {...},            this node's view (see `pairing.view_document`)
+     "verify": {...},          optional: this node's report for `carpctl verify` (see
+                               `verifier.section`), absent until its checks have run
      ...}                      optional sections; unknown keys are ignored, so a later
-                               version (say `carpctl verify` results) can add its own
+                               version can add its own
 
 A receiver accepts a message only if its tag is right, it is not its own session (a message
 reflected back), and it is newer than the last accepted: a higher seq in the current session,
 or a new session that started later (the peer restarted) or that arrives while the current
 one is silent (older than `timeout`). Anything else is counted by why ("size", "auth",
 "format", "version", "self", "replay"), logged at most once a minute per why, and dropped.
+
+Optional sections never cost the message. A sender drops a section that would take the
+message past MAX_MESSAGE; a receiver checks each section it knows (`Channel.sections`) and
+drops one that fails the check, keeping the rest of the message. Either is counted by
+(section, why: "size" or "format") and logged at most once a minute.
 
 Several paths: one socket per `listen` entry, and every message goes to every `addresses`
 entry: the peer is heard if any path delivers. The sockets are bound at start-up (`bind`,
@@ -55,6 +62,7 @@ MAX_MESSAGE = 16384  # bytes, tag included: a view of 64 vhids and a few checks 
 KEY_MIN, KEY_MAX = 16, 4096
 LOG_EVERY = 60.0  # seconds between two log lines about rejected messages of one kind
 REJECTS = ("size", "auth", "format", "version", "self", "replay")
+HEADER = frozenset({"carpd-py", "session", "started", "seq", "heard", "node", "version", "view"})
 
 
 class KeyFileError(Exception):
@@ -195,6 +203,14 @@ def admit(
 # --- the channel ---------------------------------------------------------------------------
 
 
+def _now() -> float:
+    """trio's clock in trio (a MockClock in tests), the monotonic clock outside."""
+    try:
+        return trio.current_time()
+    except RuntimeError:
+        return time.monotonic()
+
+
 def _address(text: str) -> tuple[str, int, socket.AddressFamily]:
     """ "10.0.0.1:9724" or "[fe80::1%em1]:9724" -> (host, port, family)."""
     if text.startswith("["):
@@ -226,6 +242,9 @@ class Channel:
         self.rejected: Counter[str] = Counter()
         self.last_reject: float | None = None  # time of the last rejected message
         self.send_errors = 0
+        # optional section -> its check (the section in, the section or ValueError out)
+        self.sections: dict[str, Callable[[Any], Any]] = {}
+        self.dropped_sections: Counter[tuple[str, str]] = Counter()  # (section, why)
         self._logged: dict[str, float] = {}
         self._since_logged: Counter[str] = Counter()
         self.sockets: list[socket.socket] = []
@@ -261,9 +280,14 @@ class Channel:
     # --- sending -------------------------------------------------------------------------
 
     def send(self, view: Mapping[str, Any], heard: Heard | None, **sections: Any) -> int:
-        """Send one message on every path; returns its seq. Never blocks."""
+        """Send one message on every path; returns its seq. Never blocks. An optional
+        section that would take the message past MAX_MESSAGE is left out (the last first),
+        counted and logged: the view always goes."""
+        clash = HEADER.intersection(sections)
+        if clash:
+            raise ValueError(f"not an optional section: {sorted(clash)}")
         self.seq += 1
-        doc = {
+        doc: dict[str, Any] = {
             "carpd-py": PROTOCOL,
             "session": self.session,
             "started": self.started,
@@ -275,6 +299,13 @@ class Channel:
             **sections,
         }
         data = seal(self.key, doc)
+        for name in reversed(list(sections)):
+            if len(data) <= MAX_MESSAGE:
+                break
+            detail = f"{len(data)} bytes with it, more than {MAX_MESSAGE}: sent without it"
+            del doc[name]
+            data = seal(self.key, doc)
+            self._drop_section(name, "size", detail, _now())
         for host, port, family in self.targets:
             sock = next((s for s in self.sockets if s.family == family), None)
             if sock is None:
@@ -317,11 +348,35 @@ class Channel:
         if why is not None:
             self._reject(why, f"session {doc['session']} seq {doc['seq']}", now)
             return False
+        self._check_sections(doc, now)
         if self.last is not None and self.last.session != doc["session"]:
             self.old_sessions.append(self.last.session)
             self.log.notice("peer restarted", node=doc.get("node"), session=doc["session"])
         self.last = Heard(doc, now, view)
         return True
+
+    def _check_sections(self, doc: dict[str, Any], now: float) -> None:
+        """Leave out (and count) each known optional section that fails its check."""
+        for name, check in self.sections.items():
+            if name not in doc:
+                continue
+            try:
+                doc[name] = check(doc[name])
+            except Exception as exc:  # network input: whatever is wrong with
+                # the section, the rest of the message stands)
+                del doc[name]
+                self._drop_section(name, "format", f"ignored: {exc}", now)
+
+    def _drop_section(self, name: str, why: str, detail: str, now: float) -> None:
+        self.dropped_sections[name, why] += 1
+        key = f"section {name} {why}"
+        self._since_logged[key] += 1
+        when = self._logged.get(key)
+        if when is None or now - when >= LOG_EVERY:
+            self.log.warning("peer message section dropped", section=name, why=why,
+                             detail=detail, count=self._since_logged[key])  # fmt: skip
+            self._logged[key] = now
+            self._since_logged[key] = 0
 
     def _reject(self, why: str, detail: str, now: float) -> None:
         self.rejected[why] += 1

@@ -2,8 +2,18 @@
 
 Off the hot path: its own task, each read under a deadline; the supervisor's loop never waits
 for it. It keeps the last document (for `carpctl status` and the metrics) and its own report
-(for `carpctl verify` and, once the pair channel carries it, for the peer). A check that turns
+(for `carpctl verify` and, over the pair channel, for the peer). A check that turns
 to failure is logged at notice; one that comes back, at notice too.
+
+The pair channel carries this node's report in the "verify" section of every message it sends
+(`section`), and the peer's comes back through `peer_source`: the section of the peer's last
+message, checked field by field on arrival (`check_section`), and when the peer read it, with
+the carp roles of the view that came with it (`with_roles`: a report is up to an interval old,
+the view one round).
+
+A failure the last run did not have is believed only when a second run, CONFIRM seconds later,
+sees it too: during a failover the two nodes' reads, taken apart, show a vhid MASTER on both
+or on none for a moment, and that is carp at work, not the handbook's MASTER/MASTER.
 """
 
 from __future__ import annotations
@@ -23,6 +33,32 @@ from .verify import FAILURE, NodeReport, verify
 from .verifyio import local_report
 
 RESULT_VALUE = {"ok": 0, "warning": 1, "failure": 2}
+SECTION = "verify"  # the name of the section in the pair channel's messages
+AGE = "age"  # in the section: seconds since the sender read what its report says
+CONFIRM = 3.0  # seconds (at least 3 rounds) before a new failure is run again and believed
+
+
+def with_roles(section: Mapping[str, Any], roles: Mapping[tuple[str, int], Any]) -> dict[str, Any]:
+    """The peer's report with the state and advskew of each vhid its latest view shows
+    (`roles`: (interface, vhid) -> pair.Role)."""
+    carp = []
+    for entry in section.get("carp", ()):
+        role = roles.get((entry["interface"], entry["vhid"]))
+        now = {} if role is None else {"state": role.state, "advskew": role.advskew}
+        carp.append({**entry, **now})
+    return {**section, "carp": carp}
+
+
+def check_section(data: Any) -> Any:
+    """The peer's "verify" section as it came, if it is a node report with its age;
+    ValueError otherwise (the channel then drops the section, counts and logs it)."""
+    if not isinstance(data, Mapping):
+        raise ValueError("not a node report: not an object")  # noqa: TRY004 (see from_json)
+    age = data.get(AGE)
+    if not isinstance(age, (int, float)) or isinstance(age, bool) or not 0 <= age < 1e9:
+        raise ValueError(f"not a node report: bad {AGE!r}")
+    NodeReport.from_json(data)
+    return data
 
 
 @dataclass(frozen=True)
@@ -49,6 +85,7 @@ class Verifier:
         self._view = view
         self._share = share
         self.last: Verified | None = None
+        self.latest: Verified | None = None  # the last run, confirmed or not: for the peer
         self.peer: NodeReport | None = None  # set by the pair channel: see peer_report()
         self.peer_at: float | None = None
         # (the "verify" section of the peer's last message, the trio time it arrived)
@@ -59,7 +96,16 @@ class Verifier:
 
     def own_report(self) -> dict[str, Any] | None:
         """This node's last report, as JSON, for the message to the peer."""
-        return self.last.local.to_json() if self.last is not None else None
+        return self.latest.local.to_json() if self.latest is not None else None
+
+    def section(self) -> dict[str, Any]:
+        """The optional sections of the next message to the peer: {"verify": own report
+        and its age}, or none before the checks have run. The latest read, also while a new
+        failure waits for its confirmation: the peer confirms its own way."""
+        if self.latest is None:
+            return {}
+        age = max(0.0, trio.current_time() - self.latest.at)
+        return {SECTION: {**self.latest.local.to_json(), AGE: round(age, 3)}}
 
     def peer_report(self, data: Any) -> bool:
         """Take the peer's report from the message; a bad one is logged and dropped."""
@@ -88,15 +134,32 @@ class Verifier:
             return None
         return self.peer
 
-    async def run_once(self) -> Verified:
+    async def _check(self) -> Verified:
         local = await local_report(self.config, self._share(), self._view())
         self._pull_peer()
         peer = self._fresh_peer()
         document = verify(local, peer, self.config)
-        done = Verified(trio.current_time(), local, peer, document)
+        self.latest = Verified(trio.current_time(), local, peer, document)
+        return self.latest
+
+    def _new_failures(self, done: Verified) -> set[str]:
+        before = self.last.document["checks"] if self.last is not None else []
+        old = {c["check"] for c in before if c["result"] == FAILURE}
+        return {c["check"] for c in done.document["checks"] if c["result"] == FAILURE} - old
+
+    async def run_once(self, confirm: float = 0.0) -> Verified:
+        """Run the checks and publish the result; with `confirm`, a failure the last result
+        did not have is run again that many seconds later, and the second run is published."""
+        done = await self._check()
+        if confirm > 0 and self._new_failures(done):
+            await trio.sleep(confirm)
+            done = await self._check()
         self._log_edges(self.last, done)
         self.last = done
         return done
+
+    def confirm(self) -> float:
+        return max(CONFIRM, 3 * self.config.interval)
 
     def _log_edges(self, before: Verified | None, now: Verified) -> None:
         old = {c["check"]: c["result"] for c in before.document["checks"]} if before else {}
@@ -116,10 +179,11 @@ class Verifier:
             if interval <= 0:
                 await trio.sleep(1.0)  # off; a reload may turn it on
                 continue
-            deadline = self.config.platform.command_timeout * 2 + 1.0
+            confirm = self.confirm()
+            deadline = (self.config.platform.command_timeout * 2 + 1.0) * 2 + confirm
             with trio.move_on_after(deadline) as scope:
                 try:
-                    await self.run_once()
+                    await self.run_once(confirm)
                 except Exception as exc:  # a bug here must never stop the daemon
                     self.log.error("verify: the checks failed to run", error=repr(exc))
             if scope.cancelled_caught:
@@ -127,14 +191,15 @@ class Verifier:
             await trio.sleep(interval)
 
     def answer(self) -> dict[str, Any]:
-        """The control socket's `verify` answer."""
+        """The control socket's `verify` answer: the peer's report as it is now (carpctl
+        verify reads this node afresh, and compares it with the peer's latest roles)."""
+        self._pull_peer()
+        peer = self._fresh_peer()
         last = self.last
-        if last is None:
-            return {"local": None, "peer": None, "document": None}
         return {
-            "local": last.local.to_json(),
-            "peer": last.peer.to_json() if last.peer else None,
-            "document": dict(last.document),
+            "local": last.local.to_json() if last is not None else None,
+            "peer": peer.to_json() if peer is not None else None,
+            "document": dict(last.document) if last is not None else None,
         }
 
 

@@ -1,12 +1,16 @@
 """End to end: `[[upstream]] method = "relayd"` and the daemon's [verify] checks, with real
 carpd-py processes on the simulated pair (relayctl and pfctl are the simulator's, printing
-what relayctl.c show_summary_msg() and pfctl_parser.c print_rule()/print_status() print)."""
+what relayctl.c show_summary_msg() and pfctl_parser.c print_rule()/print_status() print).
+Where both daemons run, they decide together and exchange their verify reports over real UDP
+([peer], `Harness.pair_up`)."""
 
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -36,12 +40,21 @@ def backends(h: Harness, node: str, up: bool) -> None:
     services.set_relayd(h.world.path, node, hosts_up=dict.fromkeys(BACKENDS, up))
 
 
+def start_pair(h: Harness, **over: Any) -> None:
+    """Both daemons with a [peer] table and `over`; back when each has heard the other."""
+    h.pair_up()
+    for name in h.nodes:
+        h.configure(name, **over)
+        h.start(name)
+    for name in h.nodes:
+        log = h.nodes[name].log
+        wait_until(lambda: "managing carp1" in log(), WAIT, f"{name} manages carp1")  # noqa: B023
+        wait_until(lambda: "peer up: deciding together" in log(), WAIT, f"{name} hears B")  # noqa: B023
+    wait_until(lambda: masters(h) == {"A": ["carp0", "carp1"], "B": []}, WAIT, "A MASTER")
+
+
 def test_backends_down_on_a_only_move_the_vip_to_b_and_back(pair: Harness) -> None:
-    for name in pair.nodes:
-        pair.configure(name, **RELAYD)
-        pair.start(name)
-    wait_until(lambda: "managing carp1" in pair.nodes["A"].log(), WAIT, "A manages carp1")
-    assert masters(pair) == {"A": ["carp0", "carp1"], "B": []}
+    start_pair(pair, **RELAYD, verify={"interval": 0.5})
 
     backends(pair, "A", up=False)
     wait_until(lambda: pair.advskews("A") == {"carp0": 240, "carp1": 240}, WAIT, "A demoted")
@@ -52,6 +65,11 @@ def test_backends_down_on_a_only_move_the_vip_to_b_and_back(pair: Harness) -> No
     backends(pair, "A", up=True)
     wait_until(lambda: masters(pair)["A"] == ["carp0", "carp1"], WAIT, "A MASTER again")
     assert "notice  demoting reasons=upstream:www" in pair.nodes["A"].log()
+    # Two failovers while both daemons ran the pair's checks every 0.5 s: a vhid MASTER on
+    # both or on none for a moment is carp at work, never a one_master failure.
+    time.sleep(4.0)  # a second look at anything seen during the failback
+    for name in pair.nodes:
+        assert "check=one_master" not in pair.nodes[name].log()
 
 
 def test_relayd_not_answering_is_a_bad_round(pair: Harness) -> None:
@@ -64,18 +82,22 @@ def test_relayd_not_answering_is_a_bad_round(pair: Harness) -> None:
     assert "relayctl: connect: /var/run/relayd.sock: No such file or directory" in status
 
 
-@pytest.mark.xfail(reason="needs the pair rule (issue 11): alone, each node demotes itself")
 def test_backends_down_on_both_move_nothing(pair: Harness) -> None:
-    for name in pair.nodes:
-        pair.configure(name, **RELAYD)
-        pair.start(name)
-    wait_until(lambda: "managing carp1" in pair.nodes["A"].log(), WAIT, "A manages carp1")
+    start_pair(pair, **RELAYD)
     backends(pair, "A", up=False)
     backends(pair, "B", up=False)
-    # The peer is no healthier: neither node demotes, so the VIP stays on A.
-    moved = lambda: masters(pair)["A"] != ["carp0", "carp1"] or pair.advskews("A")["carp0"] != 0  # noqa: E731
+    # The peer is no healthier: neither node demotes, so the VIP stays on A; both say why.
+    for name in pair.nodes:
+        log = pair.nodes[name].log
+        wait_until(lambda: "notice  upstream:www lost on both nodes: failover would not help"
+                   in log(), WAIT, f"{name} withholds")  # noqa: B023  # fmt: skip
+    moved = lambda: (masters(pair) != {"A": ["carp0", "carp1"], "B": []}  # noqa: E731
+                     or pair.advskews("A") != {"carp0": 0, "carp1": 0}
+                     or pair.advskews("B") != {"carp0": 100, "carp1": 100})  # fmt: skip
     with pytest.raises(TimeoutError):
-        wait_until(moved, 5.0, "A demotes or the VIP moves")
+        wait_until(moved, 5.0, "a node demotes or a VIP moves")
+    assert "demoting" not in pair.nodes["A"].log() + pair.nodes["B"].log()
+    assert pair.status("A")["pair"]["withheld"] == ["upstream:www"]
 
 
 def test_the_daemon_runs_the_checks_and_shows_failures_in_status(pair: Harness) -> None:
@@ -93,3 +115,43 @@ def test_the_daemon_runs_the_checks_and_shows_failures_in_status(pair: Harness) 
     checks = {c["check"]: c for c in json.loads(done.stdout)["checks"]}
     assert "no `pass on em0 proto carp`" in checks["pf_rules"]["nodes"]["A"]
     assert checks["demote_stuck"]["nodes"]["A"].endswith("carpd-py's share 0")
+
+
+def verify_json(h: Harness, node: str) -> tuple[int, dict[str, dict[str, Any]]]:
+    done = h.carpctl(node, "verify", "--json")
+    return done.returncode, {c["check"]: c for c in json.loads(done.stdout)["checks"]}
+
+
+PAIR_CHECKS = ("one_master", "same_vhids", "rules_match", "states")
+
+
+def test_verify_sees_both_nodes_over_the_pair_channel(pair: Harness) -> None:
+    """The daemons exchange their reports (the "verify" section of their messages): carpctl
+    verify on A checks both nodes; a ruleset loaded on B alone is a rules_match failure."""
+    start_pair(pair, verify={"interval": 0.5})
+
+    def pair_checked() -> bool:
+        _, checks = verify_json(pair, "A")
+        return all(set(checks[c]["nodes"]) == {"A", "B"} for c in PAIR_CHECKS)
+
+    wait_until(pair_checked, WAIT, "verify on A sees B", step=0.3)
+    code, checks = verify_json(pair, "A")
+    assert code == 0
+    for name in PAIR_CHECKS:
+        assert checks[name]["result"] == "ok", checks[name]
+    assert checks["one_master"]["nodes"]["B"] == "carp0 vhid 10 BACKUP, carp1 vhid 20 BACKUP"
+    digests = {n: seen.split("digest ")[1] for n, seen in checks["rules_match"]["nodes"].items()}
+    assert digests["A"] == digests["B"]
+    assert checks["states"]["nodes"] == {"A": "120 states", "B": "120 states"}
+
+    services.set_pf(pair.world.path, "B", add_rule="pass in on em0 proto tcp to port 22")
+    wait_until(lambda: verify_json(pair, "A")[1]["rules_match"]["result"] == "failure", WAIT,
+               "A's verify sees B's other ruleset", step=0.3)  # fmt: skip
+    code, checks = verify_json(pair, "A")
+    assert code == 1
+    assert checks["rules_match"]["nodes"]["B"].endswith("(the rulesets differ)")
+    assert "rules are not" in checks["rules_match"]["fix"]
+    for name in pair.nodes:  # each daemon too, once a second run a moment later confirms it
+        log = pair.nodes[name].log
+        wait_until(lambda: "notice  verify: check failed check=rules_match" in log(),  # noqa: B023
+                   WAIT, f"{name} logs the failure")  # fmt: skip

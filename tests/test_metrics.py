@@ -625,6 +625,7 @@ def test_peer_and_pair_series() -> None:
         split_brain=(10, 20),
         split=True,
         rejected=MappingProxyType({"auth": 3}),
+        dropped_sections=MappingProxyType({("verify", "format"): 2}),
     )
     s = samples_of(exposition(replace(demoted_status(), pair=pair)))
     assert get(s, "carpd_peer_up") == 1
@@ -633,6 +634,9 @@ def test_peer_and_pair_series() -> None:
     assert get(s, "carpd_peer_last_message_age_seconds") == 0.4
     assert get(s, "carpd_peer_rejected_messages_total", why="auth") == 3
     assert get(s, "carpd_peer_rejected_messages_total", why="replay") == 0
+    dropped = "carpd_peer_dropped_sections_total"
+    assert get(s, dropped, section="verify", why="format") == 2
+    assert get(s, dropped, section="verify", why="size") == 0
     assert get(s, "carpd_pair_withheld", reason="sync") == 1
     assert get(s, "carpd_pair_withheld", reason="upstream:isp") == 0
     assert ("carpd_pair_withheld", L(reason="maintenance")) not in s  # never withheld

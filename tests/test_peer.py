@@ -281,6 +281,56 @@ async def test_garbage_and_oversized_datagrams_are_dropped_never_a_crash() -> No
     b.close()
 
 
+def test_a_section_too_large_is_left_out_and_the_view_still_goes() -> None:
+    a, b, log = pair_of_channels()
+    a.send({"x": 1}, None, verify={"pad": "x" * MAX_MESSAGE})
+    a.send({"x": 2}, None, verify={"pad": "x" * MAX_MESSAGE})
+    a.send({"x": 3}, None, verify={"small": 1})
+    got = []
+    b.sockets[0].settimeout(DEADLINE)
+    for _ in range(3):
+        data = b.sockets[0].recv(MAX_MESSAGE + 1)
+        assert len(data) <= MAX_MESSAGE
+        got.append(unseal(KEY, data))
+    assert [d["view"]["x"] for d in got] == [1, 2, 3]
+    assert [d.get("verify") for d in got] == [None, None, {"small": 1}]
+    assert a.dropped_sections == {("verify", "size"): 2}
+    assert log.events("warning") == ["peer message section dropped"]  # rate-limited
+    assert "more than 16384: sent without it" in log.lines[0][2]["detail"]
+    with pytest.raises(ValueError, match="not an optional section"):
+        a.send({}, None, session="forged")
+    a.close()
+    b.close()
+
+
+def test_a_bad_section_from_the_peer_is_dropped_the_message_kept() -> None:
+    """The receiver checks each optional section it knows; a bad one is counted and logged
+    (rate-limited), the view it came with is taken, and a check that breaks is no crash."""
+    log = RecordingLog()
+    b = Channel(PeerConfig(("127.0.0.1:0",), ("127.0.0.1:9",)), KEY, log)
+
+    def check(data: Any) -> Any:
+        if data == "boom":
+            raise RuntimeError("a bug in the check")
+        if not isinstance(data, dict):
+            raise ValueError("not an object")  # noqa: TRY004
+        return data
+
+    b.sections["verify"] = check
+    assert b.receive(seal(KEY, doc("s1", 1, verify=[1, 2])), 1.0)
+    assert b.last is not None
+    assert "verify" not in b.last.document
+    assert b.last.document["view"] == {}
+    assert b.receive(seal(KEY, doc("s1", 2, verify="boom")), 2.0)
+    assert b.receive(seal(KEY, doc("s1", 3, verify={"node": "B"})), 3.0)
+    assert b.last.document["verify"] == {"node": "B"}
+    assert b.receive(seal(KEY, doc("s1", 4, other=[1])), 4.0)  # unknown: left as it came
+    assert b.dropped_sections == {("verify", "format"): 2}
+    assert b.rejected == {}
+    assert log.events("warning") == ["peer message section dropped"]
+    assert log.lines[0][2]["detail"] == "ignored: not an object"
+
+
 def test_a_port_in_use_is_reported_at_bind_with_the_key() -> None:
     taken = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     taken.bind(("127.0.0.1", 0))

@@ -14,7 +14,8 @@ from carpd_py import verifier as verifier_module
 from carpd_py.config import Config, VerifyConfig
 from carpd_py.model import HostView
 from carpd_py.nodereport import NodeReport
-from carpd_py.verifier import Verifier
+from carpd_py.pair import Role
+from carpd_py.verifier import Verifier, check_section, with_roles
 
 from .fakes import RecordingLog
 
@@ -151,3 +152,74 @@ async def test_the_peers_report_is_pulled_from_the_channel(
     assert ("warning", "verify: the peer's report is refused") in [
         (lv, e) for lv, e, _ in log.lines
     ]
+
+
+async def test_the_section_for_the_peer_carries_the_report_and_its_age(
+    reads: Reads, autojump_clock: trio.testing.MockClock
+) -> None:
+    v, _ = make(60.0)
+    assert v.section() == {}  # the checks have not run: nothing to send
+    await v.run_once()
+    await trio.sleep(2.5)
+    section = v.section()["verify"]
+    assert section["age"] == 2.5
+    assert NodeReport.from_json(section) == reads.report
+    assert check_section(section) == section
+
+
+@pytest.mark.parametrize(
+    ("data", "why"),
+    [
+        ([], "not an object"),
+        ({"node": "B"}, "bad 'age'"),
+        ({"node": "B", "age": -1}, "bad 'age'"),
+        ({"node": "B", "age": True}, "bad 'age'"),
+        ({"node": "B", "age": 1e12}, "bad 'age'"),
+        ({"node": "B", "age": 0, "carp": [{"vhid": "x"}]}, "bad 'carp'"),
+        ({"node": "", "age": 0}, "no node name"),
+    ],
+)
+def test_a_bad_section_from_the_peer_is_refused_naming_the_field(data: Any, why: str) -> None:
+    with pytest.raises(ValueError, match=why):
+        check_section(data)
+
+
+async def test_a_new_failure_is_believed_only_when_a_second_run_sees_it(
+    reads: Reads, autojump_clock: trio.testing.MockClock
+) -> None:
+    """A failover in progress shows a vhid MASTER on both nodes for a moment: a failure the
+    last run did not have is run again CONFIRM seconds later; only the second run counts."""
+    v, log = make(60.0)
+    ok = reads.report
+    await v.run_once(v.confirm())
+    reads.report = replace(ok, pf_enabled=False)  # the first read of the next run only
+
+    async def flip_back() -> None:
+        await trio.sleep(1.0)
+        reads.report = ok
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(flip_back)
+        done = await v.run_once(v.confirm())
+    assert [round(t) for t in reads.times] == [0, 0, 3]
+    assert done.document["result"] == "warning"  # no peer: not ok, but nothing failed
+    assert log.events("notice") == []
+    reads.report = replace(ok, pf_enabled=False)  # this time it stays
+    done = await v.run_once(v.confirm())
+    assert done.document["result"] == "failure"
+    assert log.events("notice") == ["verify: check failed"]
+    assert [round(t) for t in reads.times][-2:] == [3, 6]
+    done = await v.run_once(v.confirm())  # an old failure: no second run
+    assert [round(t) for t in reads.times][-1:] == [6]
+
+
+def test_the_peers_report_takes_the_roles_of_its_latest_view() -> None:
+    carp = [{"interface": "carp0", "vhid": 10, "state": "MASTER", "advbase": 1, "advskew": 100,
+             "carpdev": "em0"},
+            {"interface": "carp1", "vhid": 20, "state": "MASTER", "advbase": 1, "advskew": 100,
+             "carpdev": "em1"}]  # fmt: skip
+    section: dict[str, Any] = {"node": "B", "age": 40.0, "carp": carp}
+    got = with_roles(section, {("carp0", 10): Role("BACKUP", 240)})
+    assert [(c["state"], c["advskew"]) for c in got["carp"]] == [("BACKUP", 240), ("MASTER", 100)]
+    assert carp[0]["state"] == "MASTER"  # the section as it came is left alone
+    assert NodeReport.from_json(got).carp[0].state == "BACKUP"
