@@ -90,7 +90,6 @@ class Verifier:
         self.peer_at: float | None = None
         # (the "verify" section of the peer's last message, the trio time it arrived)
         self.peer_source = peer_source
-        self._peer_taken: float | None = None
 
     # --- the pair channel's side (issue 11): carry own_report() out, hand peer_report() in ----
 
@@ -118,11 +117,12 @@ class Verifier:
         return True
 
     def _pull_peer(self) -> None:
+        # Taken afresh every run, even when the peer's report (and so `at`) is unchanged:
+        # the roles come from the peer's latest view, which every message renews.
         got = self.peer_source() if self.peer_source is not None else None
-        if got is None or got[1] == self._peer_taken:
+        if got is None:
             return
         data, at = got
-        self._peer_taken = at
         if data is not None and self.peer_report(data):
             self.peer_at = at
 

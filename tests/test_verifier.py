@@ -154,6 +154,27 @@ async def test_the_peers_report_is_pulled_from_the_channel(
     ]
 
 
+async def test_the_peers_latest_roles_are_used_while_its_report_is_unchanged(
+    reads: Reads, autojump_clock: trio.testing.MockClock
+) -> None:
+    """While the peer waits to confirm a failure, its report (and so when it read it) stays
+    the same, but every message brings the roles of its latest view: a second run must use
+    those, or both nodes confirm a failover's passing "no MASTER" from each other's old roles."""
+    carp = {"interface": "carp0", "vhid": 10, "state": "BACKUP", "advbase": 1, "advskew": 100,
+            "carpdev": "em0"}  # fmt: skip
+    report = {**replace(reads.report, node="B").to_json(), "carp": [carp]}
+    message: list[tuple[Any, float]] = [(report, 5.0)]
+    config = replace(Config(), verify=VerifyConfig(interval=60.0))
+    v = Verifier(config, RecordingLog(), lambda: None, lambda: 0, lambda: message[-1])
+    first = await v.run_once()
+    assert first.peer is not None
+    assert first.peer.carp[0].state == "BACKUP"
+    message.append(({**report, "carp": [{**carp, "state": "MASTER"}]}, 5.0))  # same read time
+    second = await v.run_once()
+    assert second.peer is not None
+    assert second.peer.carp[0].state == "MASTER"
+
+
 async def test_the_section_for_the_peer_carries_the_report_and_its_age(
     reads: Reads, autojump_clock: trio.testing.MockClock
 ) -> None:
