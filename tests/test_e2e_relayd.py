@@ -6,8 +6,8 @@ Where both daemons run, they decide together and exchange their verify reports o
 
 from __future__ import annotations
 
+import functools
 import json
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -65,11 +65,19 @@ def test_backends_down_on_a_only_move_the_vip_to_b_and_back(pair: Harness) -> No
     backends(pair, "A", up=True)
     wait_until(lambda: masters(pair)["A"] == ["carp0", "carp1"], WAIT, "A MASTER again")
     assert "notice  demoting reasons=upstream:www" in pair.nodes["A"].log()
+
     # Two failovers while both daemons ran the pair's checks every 0.5 s: a vhid MASTER on
-    # both or on none for a moment is carp at work, never a one_master failure.
-    time.sleep(4.0)  # a second look at anything seen during the failback
+    # both or on none for a moment is carp at work. The second run (verifier.CONFIRM, on
+    # MockClock in test_verifier.py) keeps it out of the log on an idle machine; on a loaded
+    # one the two nodes' reads can still be seconds apart, so what is asserted here is that no
+    # such failure outlives the failover: every one_master failure logged is followed by
+    # "passes again".
+    def settled(name: str) -> bool:
+        lines = [ln for ln in pair.nodes[name].log().splitlines() if "check=one_master" in ln]
+        return not lines or "passes again" in lines[-1]
+
     for name in pair.nodes:
-        assert "check=one_master" not in pair.nodes[name].log()
+        wait_until(functools.partial(settled, name), WAIT, f"{name}: one_master not failing")
 
 
 def test_relayd_not_answering_is_a_bad_round(pair: Harness) -> None:
