@@ -10,25 +10,12 @@ from __future__ import annotations
 import resource
 import socket
 import threading
-from collections.abc import Iterator
-from pathlib import Path
-
-import pytest
 
 from carpd_py.sim.harness import Harness, wait_until
 
 WAIT = 20.0  # seconds; generous: the daemon polls every 0.2 s
 FILES = 256  # the daemon's RLIMIT_NOFILE
 IDLE_CLIENTS = 312
-
-
-@pytest.fixture
-def pair(tmp_path: Path) -> Iterator[Harness]:
-    harness = Harness(tmp_path, topology="handbook")
-    try:
-        yield harness
-    finally:
-        harness.stop_all()
 
 
 class Flood:

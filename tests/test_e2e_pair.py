@@ -8,23 +8,11 @@ from __future__ import annotations
 
 import json
 import signal
-from collections.abc import Iterator
 from pathlib import Path
-
-import pytest
 
 from carpd_py.sim.harness import Harness, wait_until
 
 WAIT = 20.0  # seconds; the daemons poll every 0.2 s, so anything here takes about 1-3 s
-
-
-@pytest.fixture
-def pair(tmp_path: Path) -> Iterator[Harness]:
-    harness = Harness(tmp_path, topology="handbook")
-    try:
-        yield harness
-    finally:
-        harness.stop_all()
 
 
 def masters(h: Harness) -> dict[str, list[str]]:

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -21,15 +19,6 @@ WAIT = 20.0
 BACKENDS = ("10.10.10.11", "10.10.10.12")
 RELAYD = {"upstream": [{"name": "www", "method": "relayd", "relay": "www", "min_up": 1,
                         "timeout": 1.0, "fall": 2, "rise": 2}]}  # fmt: skip
-
-
-@pytest.fixture
-def pair(tmp_path: Path) -> Iterator[Harness]:
-    harness = Harness(tmp_path, topology="handbook")
-    try:
-        yield harness
-    finally:
-        harness.stop_all()
 
 
 def masters(h: Harness) -> dict[str, list[str]]:

@@ -8,23 +8,9 @@ the issue: without the routing socket the fault would wait for the next poll, up
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
-import pytest
-
 from carpd_py.sim.harness import Harness, wait_until
 
 WAIT = 20.0
-
-
-@pytest.fixture
-def pair(tmp_path: Path) -> Iterator[Harness]:
-    harness = Harness(tmp_path, topology="handbook")
-    try:
-        yield harness
-    finally:
-        harness.stop_all()
 
 
 def first_demotion(h: Harness, after: float) -> float:

@@ -27,15 +27,6 @@ WAIT = 20.0
 IN_CI = os.environ.get("CI") == "true"
 
 
-@pytest.fixture
-def pair(tmp_path: Path) -> Iterator[Harness]:
-    harness = Harness(tmp_path, topology="handbook")
-    try:
-        yield harness
-    finally:
-        harness.stop_all()
-
-
 def carpd(*args: str, timeout: float = 20.0) -> subprocess.CompletedProcess[str]:
     argv = [console_script("carpd-py"), *args]
     return subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)

@@ -9,7 +9,6 @@ import resource
 import signal
 import subprocess
 import threading
-from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -133,15 +132,6 @@ async def test_a_parse_past_the_deadline_keeps_the_old_config(
 
 
 # --- end to end: SIGHUP with a huge or broken config while the SYNC link fails ----------------
-
-
-@pytest.fixture
-def pair(tmp_path: Path) -> Iterator[Harness]:
-    harness = Harness(tmp_path, topology="handbook")
-    try:
-        yield harness
-    finally:
-        harness.stop_all()
 
 
 def test_a_huge_or_broken_config_by_sighup_is_refused_and_the_node_still_demotes(
