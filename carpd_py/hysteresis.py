@@ -8,7 +8,7 @@ leaves it as it is. A hard failure (what was read says the link is down) sets it
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from enum import Enum
 
 
@@ -35,12 +35,13 @@ def step(check: Check, result: Round, fall: int, rise: int) -> Check:
     """The check after one more round."""
     if result is Round.NONE:
         return check
+    # Check(...) rather than dataclasses.replace: this runs for every check every round
     if result is Round.GOOD:
         good = check.good + 1
         up = True if check.up is not True and good >= rise else check.up
-        return replace(check, up=up, good=good, bad=0, rounds=check.rounds + 1)
+        return Check(up, good, 0, check.rounds + 1)
     bad = check.bad + 1
     if result is Round.HARD:
         bad = max(bad, fall)
     up = False if check.up is not False and bad >= fall else check.up
-    return replace(check, up=up, good=0, bad=bad, rounds=check.rounds + 1)
+    return Check(up, 0, bad, check.rounds + 1)

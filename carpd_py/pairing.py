@@ -234,6 +234,7 @@ class Pairing:
         self.settled: tuple[tuple[int, ...], bool] = ((), False)
         self.warned_no_healthier = False
         self.news: tuple[object, ...] = ()  # the peer's view as decide last took it (_news)
+        self._doc: dict[str, Any] | None = None  # this node's view document, built by _decide
         # the optional sections of every message (peer.py): set by the daemon
         self.sections: Callable[[], Mapping[str, Any]] = dict
 
@@ -274,6 +275,7 @@ class Pairing:
 
     def _decide(self, sup: Supervisor) -> tuple[PairDecision, Peer | None]:
         doc = view_document(sup.config, sup.checks, sup.params, sup.memory, sup.view)
+        self._doc = doc  # an idle round sends it (`idle`): built once a round
         mine = node_view(self.channel.session, doc)
         for name, check in sup.checks.items():
             if check.bad > 0 or check.up is False:
@@ -386,15 +388,12 @@ class Pairing:
         """An idle round publishes nothing, but the peer hears this node every round: its
         check counts move on, and what it has heard of the peer's messages (the peer's waits
         end by them, and a silent node is a lost one)."""
-        doc = view_document(
-            sup.config,
-            sup.checks,
-            sup.params,
-            sup.memory,
-            sup.view,
-            withheld=self.decision.held(Verdict.SHARED, Verdict.THEIRS),
-            round_number=sup.telemetry.polls,
-        )
+        doc, self._doc = self._doc, None
+        if doc is None:  # `quiet` did not run this round: build it
+            doc = view_document(sup.config, sup.checks, sup.params, sup.memory, sup.view)
+        # what `quiet` built this round, nothing changed since (the round is idle)
+        doc["withheld"] = list(self.decision.held(Verdict.SHARED, Verdict.THEIRS))
+        doc["round"] = sup.telemetry.polls
         self._send(doc)
 
     def _send(self, doc: dict[str, Any]) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import trio
@@ -60,15 +61,38 @@ class Probes:
             self.pingers[family] = pinger
 
     async def ping(self, address: str, timeout: float) -> float | None:
-        pinger = self.pingers.get(family_of(address))
-        if pinger is None:
-            await trio.sleep(timeout)  # no socket: a probe that gets no answer
-            return None
-        return await pinger.ping(address, timeout)
+        (rtt,) = await self.ping_all((address,), timeout)
+        return rtt
+
+    async def ping_all(self, addresses: Sequence[str], timeout: float) -> list[float | None]:
+        """Every address at once, on its family's socket: round-trip times in order, None
+        for no answer. One family (the usual case): no task of its own."""
+        families = {family_of(a) for a in addresses}
+        if len(families) == 1:
+            (family,) = families
+            pinger = self.pingers.get(family)
+            if pinger is not None:
+                return await pinger.ping_all(addresses, timeout)
+        rtts: list[float | None] = [None] * len(addresses)
+
+        async def one_family(family: socket.AddressFamily) -> None:
+            pinger = self.pingers.get(family)
+            index = [i for i, a in enumerate(addresses) if family_of(a) == family]
+            if pinger is None:
+                await trio.sleep(timeout)  # no socket: probes that get no answer
+                return
+            for i, rtt in zip(
+                index, await pinger.ping_all([addresses[i] for i in index], timeout), strict=True
+            ):
+                rtts[i] = rtt
+
+        async with trio.open_nursery() as nursery:
+            for family in families:
+                nursery.start_soon(one_family, family)
+        return rtts
 
     async def group(self, upstream: UpstreamConfig) -> UpstreamRound:
-        ping = self.ping if upstream.method == "icmp" else None
-        result = await probe_group(upstream, ping, relayctl=self.relayctl)
+        result = await probe_group(upstream, relayctl=self.relayctl, ping_all=self.ping_all)
         if result.command is not None:
             failed: tuple[str, ...] = () if result.good else ("command",)
             return UpstreamRound(result.good, failed, result.duration, result.command.summary)

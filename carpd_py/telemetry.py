@@ -7,6 +7,7 @@ the supervisor and never sees half an update.
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -32,12 +33,8 @@ class Histogram:
     count: int = 0
 
     def observe(self, value: float) -> None:
-        for i, bound in enumerate(self.buckets):
-            if value <= bound:
-                self.counts[i] += 1
-                break
-        else:
-            self.counts[-1] += 1
+        # the first bucket whose bound is >= value (le); past the last: +Inf
+        self.counts[bisect_left(self.buckets, value)] += 1
         self.total += value
         self.count += 1
 
@@ -73,7 +70,10 @@ class Telemetry:
     state_write_errors: int = 0
 
     def probe_duration(self, check: str, seconds: float) -> None:
-        self.probe_durations.setdefault(check, Histogram()).observe(seconds)
+        histogram = self.probe_durations.get(check)
+        if histogram is None:  # not setdefault: no Histogram made and dropped every round
+            histogram = self.probe_durations[check] = Histogram()
+        histogram.observe(seconds)
 
     def snapshot(self) -> TelemetrySnapshot:
         return TelemetrySnapshot(

@@ -2,12 +2,13 @@
 
 from ._addr import family_of
 from .exec import ExecResult, exec_probe
-from .group import ROUND_MARGIN, GroupResult, TargetProbe, TargetResult, probe_group
+from .group import ROUND_MARGIN, BatchProbe, GroupResult, TargetProbe, TargetResult, probe_group
 from .icmp import Pinger, Pingers
 from .tcp import tcp_probe
 
 __all__ = [
     "ROUND_MARGIN",
+    "BatchProbe",
     "ExecResult",
     "GroupResult",
     "Pinger",

@@ -22,6 +22,10 @@ ROUND_MARGIN = 0.25  # seconds a round may take past the group's timeout
 TargetProbe = Callable[[str, float], Awaitable["float | None"]]
 """probe(address, timeout) -> seconds, or None for no answer; e.g. Pingers.ping."""
 
+BatchProbe = Callable[[Sequence[str], float], Awaitable[Sequence["float | None"]]]
+"""probe_all(addresses, timeout) -> each one's seconds or None, in order; e.g. Pinger.ping_all:
+every echo of a round sent at once and awaited once, without a task per target."""
+
 
 @dataclass(frozen=True)
 class TargetResult:
@@ -52,11 +56,13 @@ async def probe_group(
     *,
     margin: float = ROUND_MARGIN,
     relayctl: str = "/usr/sbin/relayctl",
+    ping_all: BatchProbe | None = None,
 ) -> GroupResult:
     """Probe every target of `upstream` concurrently and judge the round.
 
-    `ping` probes one address for method "icmp" (pass `Pingers.ping` or `Pinger.ping`);
-    ValueError if it is missing then. "tcp" uses tcp_probe, "exec" exec_probe;
+    `ping` probes one address for method "icmp" (pass `Pingers.ping` or `Pinger.ping`), or
+    `ping_all` all of them at once (`Pinger.ping_all`, preferred: no task per target);
+    ValueError if both are missing then. "tcp" uses tcp_probe, "exec" exec_probe;
     "relayd" runs `relayctl show summary` and counts the hosts up.
     """
     start = trio.current_time()
@@ -69,8 +75,13 @@ async def probe_group(
             command = await exec_probe(upstream.command, upstream.timeout)
         return GroupResult(upstream.name, upstream.method, command.ok, int(command.ok), 1, (),
                            trio.current_time() - start, command)  # fmt: skip
-    probe = _target_probe(upstream, ping)
-    rtts = await _probe_all(upstream.targets, probe, upstream.timeout, deadline)
+    if upstream.method == "icmp" and ping_all is not None:
+        rtts: Sequence[float | None] = [None] * len(upstream.targets)
+        with trio.move_on_after(deadline):
+            rtts = await ping_all(upstream.targets, upstream.timeout)
+    else:
+        probe = _target_probe(upstream, ping)
+        rtts = await _probe_all(upstream.targets, probe, upstream.timeout, deadline)
     results = tuple(TargetResult(t, rtt) for t, rtt in zip(upstream.targets, rtts, strict=True))
     answered = sum(r.answered for r in results)
     return GroupResult(upstream.name, upstream.method, answered >= upstream.min_up, answered,

@@ -15,8 +15,7 @@ import secrets
 import socket
 import struct
 import sys
-from collections.abc import Iterable
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Sequence
 from typing import Literal
 
 import trio
@@ -30,6 +29,7 @@ ECHO_REPLY = {socket.AF_INET: 0, socket.AF_INET6: 129}
 PROTOCOL = {socket.AF_INET: socket.IPPROTO_ICMP, socket.AF_INET6: socket.IPPROTO_ICMPV6}
 PAYLOAD_SIZE = 16  # random bytes per echo, checked in the reply
 RECV_SIZE = 2048  # ours are 20-60 (IPv4 header) + 8 + PAYLOAD_SIZE; longer packets are not ours
+DRAIN = 64  # packets read at one wake-up at most (a flood still lets the other tasks run)
 
 # recvfrom errors that concern one earlier packet, not the socket: keep reading.
 _TRANSIENT = {errno.ECONNREFUSED, errno.EHOSTUNREACH, errno.ENETUNREACH, errno.EHOSTDOWN,
@@ -77,16 +77,16 @@ def parse_echo_reply(
     return ident, seq, data[8:]
 
 
-def _open(family: socket.AddressFamily, kind: Kind | None) -> tuple[trio.socket.SocketType, Kind]:
+def _open(family: socket.AddressFamily, kind: Kind | None) -> tuple[socket.socket, Kind]:
     proto = PROTOCOL[family]
     if kind != "dgram":
         try:
-            return trio.socket.socket(family, socket.SOCK_RAW, proto), "raw"
+            return socket.socket(family, socket.SOCK_RAW, proto), "raw"
         except PermissionError:
             if kind == "raw" or not sys.platform.startswith("linux"):
                 raise
     try:
-        return trio.socket.socket(family, socket.SOCK_DGRAM, proto), "dgram"
+        return socket.socket(family, socket.SOCK_DGRAM, proto), "dgram"
     except PermissionError as exc:
         raise PermissionError(
             exc.errno,
@@ -95,19 +95,48 @@ def _open(family: socket.AddressFamily, kind: Kind | None) -> tuple[trio.socket.
         ) from exc
 
 
-@dataclass(eq=False)
+class _Batch:
+    """The echoes of one `ping_all`: `done` is set when the last of them is answered or
+    has failed (one wake-up for the whole batch, not one per echo)."""
+
+    __slots__ = ("done", "left")
+
+    def __init__(self, left: int) -> None:
+        self.left = left
+        self.done = trio.Event()
+
+    def one_done(self) -> None:
+        self.left -= 1
+        if self.left <= 0:
+            self.done.set()
+
+
 class _Waiter:
-    address: str
-    payload: bytes
-    done: trio.Event = field(default_factory=trio.Event)
-    at: float | None = None  # when the reply came
+    __slots__ = ("address", "at", "batch", "payload", "settled")
+
+    def __init__(self, address: str, payload: bytes, batch: _Batch) -> None:
+        self.address = address
+        self.payload = payload
+        self.batch = batch
+        self.at: float | None = None  # when the reply came
+        self.settled = False  # answered, or no answer can come (the send failed, stopped)
+
+    def settle(self, at: float | None) -> None:
+        if not self.settled:
+            self.settled, self.at = True, at
+            self.batch.one_done()
 
 
 class Pinger:
     """ICMP echo for one address family over one socket, shared by all pings.
 
     Start it first, `await nursery.start(pinger.run)`, then `await pinger.ping(address, 1.0)`
-    from any number of tasks; cancel the nursery to close the socket.
+    (or `ping_all` for several at once) from any number of tasks; cancel the nursery to close
+    the socket.
+
+    Cheap at idle, as it runs every round: the socket is a plain non-blocking one that trio
+    only polls (`wait_readable`), every packet waiting is read at one wake-up, an echo is sent
+    at once without a task of its own, and the addresses are resolved once (`_addr.py`).
     """
 
     def __init__(self, family: socket.AddressFamily, *, kind: Kind | None = None) -> None:
@@ -117,7 +146,7 @@ class Pinger:
         self.family = family
         self.kind: Kind | None = kind  # once running: the kind of socket in use
         self._want = kind
-        self._sock: trio.socket.SocketType | None = None
+        self._sock: socket.socket | None = None
         self._ident = 0
         self._seq = secrets.randbelow(0x10000)
         self._waiters: dict[tuple[int, int], _Waiter] = {}
@@ -127,9 +156,10 @@ class Pinger:
         if self._sock is not None:
             raise RuntimeError("Pinger.run() is already running")
         sock, kind = _open(self.family, self._want)
-        with sock:
+        try:
+            sock.setblocking(False)
             if kind == "dgram":  # the kernel's echo id for this socket is its "port"
-                await sock.bind(("::" if self.family == socket.AF_INET6 else "0.0.0.0", 0))  # noqa: S104
+                sock.bind(("::" if self.family == socket.AF_INET6 else "0.0.0.0", 0))  # noqa: S104
                 self._ident = sock.getsockname()[1]
             else:
                 self._ident = secrets.randbelow(0x10000)
@@ -140,25 +170,34 @@ class Pinger:
             finally:
                 self._sock = None
                 for waiter in self._waiters.values():
-                    waiter.done.set()  # no reply will come: their ping returns None now
+                    waiter.settle(None)  # no reply will come: their ping returns None now
+        finally:
+            trio.lowlevel.notify_closing(sock)
+            sock.close()
 
-    async def _serve(self, sock: trio.socket.SocketType, *, ip_header: bool) -> None:
+    async def _serve(self, sock: socket.socket, *, ip_header: bool) -> None:
         while True:
-            try:
-                data, source = await sock.recvfrom(RECV_SIZE)
-            except OSError as exc:
-                if exc.errno in _TRANSIENT:
-                    continue
-                raise
-            reply = parse_echo_reply(data, self.family, ip_header=ip_header)
-            if reply is None:
-                continue
-            waiter = self._waiters.get(reply[:2])
-            if waiter is None or waiter.done.is_set() or waiter.payload != reply[2]:
-                continue
-            if same_host(source[0], waiter.address):
-                waiter.at = trio.current_time()
-                waiter.done.set()
+            await trio.lowlevel.wait_readable(sock)
+            for _ in range(DRAIN):  # what is waiting, at one wake-up; then let others run
+                try:
+                    data, source = sock.recvfrom(RECV_SIZE)
+                except BlockingIOError:
+                    break
+                except OSError as exc:
+                    if exc.errno in _TRANSIENT:
+                        continue
+                    raise
+                self._take(data, source[0], ip_header=ip_header)
+
+    def _take(self, data: bytes, source: str, *, ip_header: bool) -> None:
+        reply = parse_echo_reply(data, self.family, ip_header=ip_header)
+        if reply is None:
+            return
+        waiter = self._waiters.get(reply[:2])
+        if waiter is None or waiter.settled or waiter.payload != reply[2]:
+            return
+        if source == waiter.address or same_host(source, waiter.address):
+            waiter.settle(trio.current_time())
 
     def _next_key(self) -> tuple[int, int]:
         for _ in range(0x10000):
@@ -170,24 +209,50 @@ class Pinger:
     async def ping(self, address: str, timeout: float) -> float | None:
         """Round-trip time in seconds of one echo to `address` (an IP literal of this family),
         or None: no reply within `timeout`, or the send failed (unreachable, no route, ...)."""
-        if family_of(address) != self.family:
-            raise ValueError(f"{address}: not an address for this {self.family.name} Pinger")
+        (rtt,) = await self.ping_all((address,), timeout)
+        return rtt
+
+    async def ping_all(self, addresses: Sequence[str], timeout: float) -> list[float | None]:
+        """`ping` of every address at once: their round-trip times in the same order. The
+        echoes leave together and the call returns when the last one is answered, or failed,
+        or at `timeout`, whichever comes first."""
+        if not addresses:
+            return []
+        for address in addresses:
+            if family_of(address) != self.family:
+                raise ValueError(f"{address}: not an address for this {self.family.name} Pinger")
         sock = self._sock
         if sock is None:
             raise RuntimeError("Pinger.run() is not running")
-        key = self._next_key()
-        waiter = self._waiters[key] = _Waiter(address, os.urandom(PAYLOAD_SIZE))
+        batch = _Batch(len(addresses))
+        sent: list[tuple[tuple[int, int], _Waiter]] = []
         start = trio.current_time()
         try:
             with trio.move_on_after(timeout):
-                _, sockaddr = resolve(address)
-                await sock.sendto(echo_request(self.family, *key, waiter.payload), sockaddr)
-                await waiter.done.wait()
-        except OSError:
-            return None
+                for address in addresses:
+                    key = self._next_key()
+                    waiter = self._waiters[key] = _Waiter(address, os.urandom(PAYLOAD_SIZE), batch)
+                    sent.append((key, waiter))
+                    await self._send(sock, waiter, key)
+                await batch.done.wait()
         finally:
-            del self._waiters[key]
-        return None if waiter.at is None else waiter.at - start
+            for key, _ in sent:
+                del self._waiters[key]
+        return [None if w.at is None else w.at - start for _, w in sent]
+
+    async def _send(self, sock: socket.socket, waiter: _Waiter, key: tuple[int, int]) -> None:
+        """Send one echo; a send that fails settles the waiter at once (no answer)."""
+        try:
+            _, sockaddr = resolve(waiter.address)
+            packet = echo_request(self.family, *key, waiter.payload)
+            while True:
+                try:
+                    sock.sendto(packet, sockaddr)
+                    return
+                except BlockingIOError:
+                    await trio.lowlevel.wait_writable(sock)
+        except OSError:
+            waiter.settle(None)
 
 
 class Pingers:
