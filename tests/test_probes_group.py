@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import FrozenInstanceError, replace
 
 import pytest
@@ -10,6 +11,7 @@ import trio
 from carpd_py.config import UpstreamConfig
 from carpd_py.probes import (
     ROUND_MARGIN,
+    BatchProbe,
     GroupResult,
     TargetProbe,
     TargetResult,
@@ -148,3 +150,41 @@ async def test_exec(command: tuple[str, ...], good: bool, summary: str) -> None:
     assert result.command is not None
     assert result.command.summary == summary
     assert result.duration < 0.3 + ROUND_MARGIN
+
+
+def fake_ping_all(answers: dict[str, float], calls: list[tuple[str, ...]]) -> BatchProbe:
+    """A batch ping: each address answers after answers[address] (None if absent), all at
+    once, the call returning when the last answer is in or at its timeout."""
+
+    async def ping_all(addresses: Sequence[str], timeout: float) -> list[float | None]:
+        calls.append(tuple(addresses))
+        waits = [answers[a] for a in addresses if a in answers]
+        await trio.sleep(timeout if len(waits) < len(addresses) else max(waits, default=0))
+        return [answers.get(a) for a in addresses]
+
+    return ping_all
+
+
+async def test_icmp_with_a_batch_ping_sends_once_per_round_and_judges_the_same() -> None:
+    calls: list[tuple[str, ...]] = []
+    ping_all = fake_ping_all({"127.0.0.1": 0.01, "::1": 0.02}, calls)
+    with trio.fail_after(5):
+        result = await probe_group(icmp(min_up=2), ping_all=ping_all)
+        single = await probe_group(icmp(min_up=2), fake_ping({"127.0.0.1": 0.01, "::1": 0.02}))
+    assert calls == [TARGETS]  # one call for the round, the targets in config order
+    assert result.good
+    assert (result.answered, result.targets) == (single.answered, single.targets)
+    assert [t.rtt for t in result.targets] == [0.01, None, 0.02]
+    assert 0.5 <= result.duration < 0.5 + ROUND_MARGIN  # the silent target's timeout
+
+
+async def test_a_hanging_batch_ping_is_a_failed_round_never_a_stall() -> None:
+    async def hang(addresses: Sequence[str], timeout: float) -> list[float | None]:
+        await trio.sleep_forever()
+        raise AssertionError("unreachable")
+
+    with trio.fail_after(5):
+        result = await probe_group(icmp(timeout=0.2), ping_all=hang)
+    assert not result.good
+    assert result.answered == 0
+    assert result.duration < 0.2 + ROUND_MARGIN + 0.1

@@ -23,6 +23,8 @@ import pytest
 import trio
 
 from carpd_py.config import UpstreamConfig
+from carpd_py.logsetup import Log
+from carpd_py.prober import Probes
 from carpd_py.probes import Pinger, Pingers, probe_group
 from carpd_py.probes.icmp import ECHO_REPLY, ECHO_REQUEST, checksum, echo_request, parse_echo_reply
 
@@ -181,6 +183,47 @@ async def test_ping_many_targets_concurrently(pingers: tuple[Pinger, Pinger]) ->
                 nursery.start_soon(one, f"127.0.0.{i}")
     assert len(rtts) == 64
     assert all(rtt is not None for rtt in rtts.values())
+
+
+async def test_ping_all_answers_each_address_in_order_at_once(
+    pingers: tuple[Pinger, Pinger],
+) -> None:
+    # One batch: 64 echoes leave together, one wake-up returns them all, in the given order.
+    v4, v6 = pingers
+    addresses = [f"127.0.0.{i}" for i in range(64, 0, -1)]
+    with trio.fail_after(5):
+        rtts = await v4.ping_all(addresses, 2.0)
+        assert await v6.ping_all(["::1", "::1"], 2.0) == [pytest.approx(0, abs=1.0)] * 2
+        start = trio.current_time()
+        assert await v4.ping_all([], 2.0) == []
+        assert trio.current_time() - start < 0.5  # nothing to wait for
+    assert len(rtts) == 64
+    assert all(rtt is not None and 0 <= rtt < 2.0 for rtt in rtts)
+    assert v4._waiters == {}  # nothing left behind
+
+
+async def test_probes_ping_all_splits_the_families_and_keeps_the_order(
+    pingers: tuple[Pinger, Pinger],
+) -> None:
+    v4, v6 = pingers
+    probes = Probes(Log())
+    probes.pingers = {V4: v4, V6: v6}
+    with trio.fail_after(5):
+        rtts = await probes.ping_all(["::1", "127.0.0.1", "::1", "127.0.0.2"], 2.0)
+        assert all(rtt is not None for rtt in rtts)
+        probes.pingers = {V4: v4}  # no ICMPv6 socket: those probes get no answer
+        start = trio.current_time()
+        rtts = await probes.ping_all(["127.0.0.1", "::1"], 0.3)
+        assert rtts[0] is not None
+        assert rtts[1] is None
+        assert trio.current_time() - start >= 0.3
+        assert await probes.ping("127.0.0.3", 2.0) is not None
+    upstream = UpstreamConfig("isp", "icmp", ("127.0.0.1", "::1"), min_up=2)
+    with trio.fail_after(5):
+        result = await probes.group(upstream)
+    assert not result.good
+    assert result.failed == ("::1",)
+    assert result.detail == "1/2 answered (min_up 2)"
 
 
 async def test_ping_refuses_names_and_the_other_family(pingers: tuple[Pinger, Pinger]) -> None:
