@@ -251,7 +251,7 @@ class Pinger:
                     return
                 except BlockingIOError:
                     await trio.lowlevel.wait_writable(sock)
-        except OSError:
+        except (OSError, trio.ClosedResourceError):  # the Pinger stopped while it waited
             waiter.settle(None)
 
 
