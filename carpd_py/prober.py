@@ -10,7 +10,7 @@ import trio
 
 from .config import Config, UpstreamConfig
 from .logsetup import Log
-from .probes import Pinger, family_of, probe_group
+from .probes import GroupResult, Pinger, family_of, judge, probe_group
 
 
 @dataclass(frozen=True)
@@ -19,6 +19,15 @@ class UpstreamRound:
     failed: tuple[str, ...]  # targets that did not answer ("command" for exec)
     duration: float
     detail: str
+
+
+@dataclass(frozen=True)
+class IcmpRound:
+    """The ICMP probes of one round, sent as one batch (`Probes.icmp_round`)."""
+
+    peer: float | None  # the sync peer's round-trip time; None: no answer (or not asked)
+    peer_took: float  # seconds until its answer, or the batch's wait
+    groups: tuple[UpstreamRound, ...]  # in the order asked
 
 
 def icmp_families(config: Config) -> set[socket.AddressFamily]:
@@ -91,8 +100,39 @@ class Probes:
                 nursery.start_soon(one_family, family)
         return rtts
 
+    async def icmp_round(
+        self, peer: tuple[str, float] | None, groups: Sequence[UpstreamConfig]
+    ) -> IcmpRound:
+        """The sync peer (address, timeout) and every target of the icmp `groups` in one
+        batch: the echoes leave together, one wait for all (`ping_all`), each answer judged
+        against its own timeout. The supervisor's idle round: no task per check."""
+        addresses = [peer[0]] if peer is not None else []
+        timeouts = [peer[1]] if peer is not None else []
+        for g in groups:
+            addresses.extend(g.targets)
+            timeouts.extend([g.timeout] * len(g.targets))
+        start = trio.current_time()
+        rtts = await self.ping_all(addresses, max(timeouts, default=0.0))
+        took = trio.current_time() - start
+        i = 1 if peer is not None else 0
+        answer = rtts[0] if peer is not None else None
+        if answer is not None and peer is not None and answer > peer[1]:
+            answer = None
+        rounds = []
+        for g in groups:
+            mine = rtts[i : i + len(g.targets)]
+            i += len(g.targets)
+            heard = [r for r in mine if r is not None and r <= g.timeout]
+            duration = max(heard) if len(heard) == len(mine) else min(took, g.timeout)
+            rounds.append(self._summary(judge(g, mine, duration)))
+        return IcmpRound(answer, took if answer is None else answer, tuple(rounds))
+
     async def group(self, upstream: UpstreamConfig) -> UpstreamRound:
         result = await probe_group(upstream, relayctl=self.relayctl, ping_all=self.ping_all)
+        return self._summary(result)
+
+    @staticmethod
+    def _summary(result: GroupResult) -> UpstreamRound:
         if result.command is not None:
             failed: tuple[str, ...] = () if result.good else ("command",)
             return UpstreamRound(result.good, failed, result.duration, result.command.summary)

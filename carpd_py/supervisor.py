@@ -73,9 +73,21 @@ class GroupResult(Protocol):
     def detail(self) -> str: ...
 
 
+class IcmpResult(Protocol):
+    @property
+    def peer(self) -> float | None: ...
+    @property
+    def peer_took(self) -> float: ...
+    @property
+    def groups(self) -> Sequence[GroupResult]: ...
+
+
 class Prober(Protocol):
     async def ping(self, address: str, timeout: float) -> float | None: ...
     async def group(self, upstream: UpstreamConfig) -> GroupResult: ...
+    async def icmp_round(
+        self, peer: tuple[str, float] | None, groups: Sequence[UpstreamConfig]
+    ) -> IcmpResult: ...
 
 
 class Hooks(Protocol):
@@ -204,6 +216,12 @@ class Supervisor:
         self.params = check_params(config)
         # Checks that stay keep their counts and verdicts; new ones start with none.
         self.checks = {name: self.checks.get(name, Check()) for name in check_names(config)}
+        # The ICMP probes of a round go out as one batch (the sync peer and the icmp groups);
+        # the other groups (tcp, exec, relayd) run as tasks of their own beside it.
+        sync = config.sync
+        self._ask_peer = (sync.peer, sync.timeout) if sync and sync.peer is not None else None
+        self._icmp = tuple(u for u in config.upstream if u.method == "icmp")
+        self._others = tuple(u for u in config.upstream if u.method != "icmp")
         self._interest = None
         self._verdicts = None  # decide at the next round
 
@@ -366,24 +384,37 @@ class Supervisor:
             self.log.error("host read failed", error=str(exc), kind=exc.kind)
         self.read_error = str(exc)
 
-    async def _ping_peer(self, out: dict[str, bool]) -> None:
-        sync = self.config.sync
-        assert sync is not None
-        assert sync.peer is not None
+    async def _probe_icmp(self, peer: dict[str, bool], out: dict[str, Round]) -> None:
+        """The sync peer and the icmp groups in one batch (`Prober.icmp_round`), under the
+        longest of their timeouts and GRACE: a hung prober fails them all, never a stall."""
+        ask = self._ask_peer
+        if ask is None and not self._icmp:
+            return
+        timeouts = [u.timeout for u in self._icmp] + ([ask[1]] if ask is not None else [])
         start = trio.current_time()
-        rtt = None
-        with trio.move_on_after(sync.timeout + GRACE):
-            rtt = await self.prober.ping(sync.peer, sync.timeout)
-        self.telemetry.probe_duration(SYNC, trio.current_time() - start)
-        out["peer"] = rtt is not None
-        if rtt is None:
-            self.telemetry.probe_failures[(SYNC, sync.peer)] += 1
+        result: IcmpResult | None = None
+        with trio.move_on_after(max(timeouts) + GRACE):
+            result = await self.prober.icmp_round(ask, self._icmp)
+        if ask is not None:
+            rtt = result.peer if result is not None else None
+            took = result.peer_took if result is not None else trio.current_time() - start
+            self.telemetry.probe_duration(SYNC, took)
+            peer["peer"] = rtt is not None
+            if rtt is None:
+                self.telemetry.probe_failures[(SYNC, ask[0])] += 1
+        for i, upstream in enumerate(self._icmp):
+            self._took_group(upstream, result.groups[i] if result is not None else None, out)
 
     async def _probe_upstream(self, upstream: UpstreamConfig, out: dict[str, Round]) -> None:
-        name = upstream_check(upstream.name)
         result: GroupResult | None = None
         with trio.move_on_after(upstream.timeout + GRACE):
             result = await self.prober.group(upstream)
+        self._took_group(upstream, result, out)
+
+    def _took_group(
+        self, upstream: UpstreamConfig, result: GroupResult | None, out: dict[str, Round]
+    ) -> None:
+        name = upstream_check(upstream.name)
         if result is None:  # the prober itself hung: a failed round, never a stall
             self.telemetry.probe_failures[(name, "*")] += 1
             self.details[name] = "probe hung"
@@ -410,14 +441,16 @@ class Supervisor:
         reading = self._read_now()
         if reading:
             self._take_wake()
-        async with trio.open_nursery() as nursery:
-            if reading:
-                nursery.start_soon(self._read, got_view)
-            sync = self.config.sync
-            if sync is not None and sync.peer is not None:
-                nursery.start_soon(self._ping_peer, peer)
-            for up in self.config.upstream:
-                nursery.start_soon(self._probe_upstream, up, upstream)
+        sync = self.config.sync
+        if not reading and not self._others:
+            await self._probe_icmp(peer, upstream)  # the idle round: no nursery, no task
+        else:
+            async with trio.open_nursery() as nursery:
+                if reading:
+                    nursery.start_soon(self._read, got_view)
+                nursery.start_soon(self._probe_icmp, peer, upstream)
+                for up in self._others:
+                    nursery.start_soon(self._probe_upstream, up, upstream)
         # Without a read this round, the last view stands: events keep it current.
         view = got_view.get("view") if reading else self.view
 

@@ -167,6 +167,36 @@ class FakeProber:
         failed = () if ok else upstream.targets
         return FakeGroup(ok, failed, 0.001 if ok else upstream.timeout, "ok" if ok else "none")
 
+    async def icmp_round(
+        self, peer: tuple[str, float] | None, groups: Sequence[UpstreamConfig]
+    ) -> FakeIcmpRound:
+        """The peer and the groups at once, each as `ping` and `group` above."""
+        rtt: list[float | None] = [None]
+        took = [0.0]
+        results: list[FakeGroup | None] = [None] * len(groups)
+
+        async def ask(address: str, timeout: float) -> None:
+            start = trio.current_time()
+            rtt[0] = await self.ping(address, timeout)
+            took[0] = trio.current_time() - start
+
+        async def one(i: int, upstream: UpstreamConfig) -> None:
+            results[i] = await self.group(upstream)
+
+        async with trio.open_nursery() as nursery:
+            if peer is not None:
+                nursery.start_soon(ask, *peer)
+            for i, upstream in enumerate(groups):
+                nursery.start_soon(one, i, upstream)
+        return FakeIcmpRound(rtt[0], took[0], tuple(r for r in results if r is not None))
+
+
+@dataclass(frozen=True)
+class FakeIcmpRound:
+    peer: float | None
+    peer_took: float
+    groups: tuple[FakeGroup, ...]
+
 
 class RecordingLog(Log):
     """A Log that keeps (level, event, fields) for assertions."""

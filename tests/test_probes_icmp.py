@@ -226,6 +226,30 @@ async def test_probes_ping_all_splits_the_families_and_keeps_the_order(
     assert result.detail == "1/2 answered (min_up 2)"
 
 
+async def test_icmp_round_asks_the_peer_and_every_icmp_group_in_one_batch(
+    pingers: tuple[Pinger, Pinger],
+) -> None:
+    v4, _ = pingers
+    probes = Probes(Log())
+    probes.pingers = {V4: v4}  # no ICMPv6 socket: ::1 gets no answer
+    isp = UpstreamConfig("isp", "icmp", ("127.0.0.2", "127.0.0.3"), min_up=2, timeout=0.3)
+    lan = UpstreamConfig("lan", "icmp", ("::1", "127.0.0.4"), min_up=2, timeout=0.2)
+    with trio.fail_after(5):
+        start = trio.current_time()
+        done = await probes.icmp_round(("127.0.0.1", 0.5), (isp, lan))
+        took = trio.current_time() - start
+    assert done.peer is not None
+    assert done.peer_took == done.peer
+    assert [g.good for g in done.groups] == [True, False]
+    assert done.groups[0].detail == "2/2 answered (min_up 2)"
+    assert done.groups[0].duration < 0.3
+    assert (done.groups[1].failed, done.groups[1].duration) == (("::1",), 0.2)
+    assert 0.5 <= took < 1.5  # the longest timeout of the batch (the peer's), not their sum
+    with trio.fail_after(5):
+        alone = await probes.icmp_round(None, (isp,))
+    assert (alone.peer, alone.groups[0].good) == (None, True)
+
+
 async def test_ping_refuses_names_and_the_other_family(pingers: tuple[Pinger, Pinger]) -> None:
     v4, v6 = pingers
     with pytest.raises(ValueError, match="not an IP address"):

@@ -2,7 +2,15 @@
 
 from ._addr import family_of
 from .exec import ExecResult, exec_probe
-from .group import ROUND_MARGIN, BatchProbe, GroupResult, TargetProbe, TargetResult, probe_group
+from .group import (
+    ROUND_MARGIN,
+    BatchProbe,
+    GroupResult,
+    TargetProbe,
+    TargetResult,
+    judge,
+    probe_group,
+)
 from .icmp import Pinger, Pingers
 from .tcp import tcp_probe
 
@@ -17,6 +25,7 @@ __all__ = [
     "TargetResult",
     "exec_probe",
     "family_of",
+    "judge",
     "probe_group",
     "tcp_probe",
 ]

@@ -82,10 +82,19 @@ async def probe_group(
     else:
         probe = _target_probe(upstream, ping)
         rtts = await _probe_all(upstream.targets, probe, upstream.timeout, deadline)
-    results = tuple(TargetResult(t, rtt) for t, rtt in zip(upstream.targets, rtts, strict=True))
+    return judge(upstream, rtts, trio.current_time() - start)
+
+
+def judge(upstream: UpstreamConfig, rtts: Sequence[float | None], duration: float) -> GroupResult:
+    """The round of a tcp or icmp group from each target's seconds (None: no answer), in
+    config order; an answer later than the group's timeout is no answer."""
+    results = tuple(
+        TargetResult(t, rtt if rtt is None or rtt <= upstream.timeout else None)
+        for t, rtt in zip(upstream.targets, rtts, strict=True)
+    )
     answered = sum(r.answered for r in results)
     return GroupResult(upstream.name, upstream.method, answered >= upstream.min_up, answered,
-                       upstream.min_up, results, trio.current_time() - start)  # fmt: skip
+                       upstream.min_up, results, duration)  # fmt: skip
 
 
 def _target_probe(upstream: UpstreamConfig, ping: TargetProbe | None) -> TargetProbe:
