@@ -62,6 +62,7 @@ class IdleResult:
     poll_seconds_metric: float  # ... and its _sum
     counts: PollCounts
     config: dict[str, Any] = field(default_factory=dict)
+    host_reads: int | None = None  # plain `ifconfig` runs in the window (None: older runs)
 
     @property
     def cpu_own_per_hour(self) -> float:
@@ -141,6 +142,7 @@ def run_idle(
         hwm = peak_rss(proc)
         node.calls.refresh()
         counts = count_per_poll(node.calls.calls, t0, t1)
+        reads = sum(1 for c in node.calls.calls if c.is_full_read and t0 <= c.start < t1)
     finally:
         node.stop()
     return IdleResult(
@@ -158,6 +160,7 @@ def run_idle(
         poll_seconds_metric=after.poll_seconds - before.poll_seconds,
         counts=counts,
         config=config,
+        host_reads=reads,
     )
 
 

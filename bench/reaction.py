@@ -44,7 +44,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from carpd_py.rtmsg import LINK_STATE_DOWN, LINK_STATE_FULL_DUPLEX, LINK_STATE_INVALID
+from carpd_py.rtmsg import LINK_STATE_DOWN, LINK_STATE_INVALID, link_state_is_up
 from carpd_py.sim.events import SimEvent
 
 from .netns import Helped, private_namespace_works
@@ -418,11 +418,12 @@ class Events:
         ]
 
 
-LINK_OF_ROLE = {
-    "MASTER": LINK_STATE_FULL_DUPLEX,
-    "BACKUP": LINK_STATE_DOWN,
-    "INIT": LINK_STATE_INVALID,
-}
+def role_link(role: str, link_state: int) -> bool:
+    """Whether a carp interface's RTM_IFINFO link state says `role` (carp_set_state():
+    MASTER is up, whatever the duplex the simulator names; BACKUP down; INIT invalid)."""
+    if role == "MASTER":
+        return link_state_is_up(link_state)
+    return link_state == {"BACKUP": LINK_STATE_DOWN, "INIT": LINK_STATE_INVALID}.get(role)
 
 
 def stamped(log: str) -> list[tuple[float, str]]:
@@ -455,7 +456,7 @@ def role_samples(
         for i, m in enumerate(messages):
             if (
                 i not in used_msgs and m.index == index and m.time >= kernel - 0.001
-                and m.link_state == LINK_OF_ROLE.get(after)
+                and role_link(after, m.link_state)
             ):  # fmt: skip
                 used_msgs.add(i)
                 sent = m.time

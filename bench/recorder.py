@@ -12,7 +12,9 @@ EXEC is the moment the daemon's exec reached the command: the recorder is a smal
 in $CARPD_BENCH_EXEC and execs the recording script `NAME.py` beside it. START is
 `time.time()` as soon as the interpreter runs that script (after the Python start-up, which
 the simulator pays and a C ifconfig on OpenBSD does not: `start_latency()` measures it), END
-after the tool has printed its answer. The tool runs in the same process as the script (no
+after the tool has printed (and flushed) its answer; the script then appends its line and
+leaves with `os._exit`, without the interpreter's teardown, so END is about when the daemon
+sees the command end (EOF, exit). The tool runs in the same process as the script (no
 further exec). The front adds one execve of a small static program (`front_cost()`, about
 half a millisecond), which the command's EXEC does not include (the clock is read after it).
 
@@ -45,6 +47,8 @@ import sys
 sys.path.insert(0, {root!r})
 from carpd_py.sim.cli import run_tool
 _code = run_tool({tool!r}, {state!r}, {node!r}, sys.argv[1:])
+sys.stdout.flush()  # the answer written before END is read
+sys.stderr.flush()
 _line = "%.6f\\t%.6f\\t%d\\t%s\\t%s\\t%d\\t%s\\n" % (
     _start, time.time(), os.getpid(), {tool!r}, " ".join(sys.argv[1:]), _code,
     os.environ.get("CARPD_BENCH_EXEC", "nan"),
@@ -52,7 +56,7 @@ _line = "%.6f\\t%.6f\\t%d\\t%s\\t%s\\t%d\\t%s\\n" % (
 _fd = os.open({log!r}, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
 os.write(_fd, _line.encode())
 os.close(_fd)
-sys.exit(_code)
+os._exit(_code)  # no interpreter teardown: END is (within a write) when the process exits
 '''
 
 
