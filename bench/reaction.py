@@ -21,10 +21,16 @@ The faults, one at a time, taken in turn (sync, icmp, tcp, tcp-refused, sync, ..
   dead gateway; outside the targets' formula, shown for what a fast failure costs).
 
 Before each fault the bench waits a random time in [0, interval) so that faults land at every
-phase of the poll cycle. The fault time is the wall clock right after the change took effect
-(the world file renamed into place; the sysctl written; nft returned). The command time is
-when the recording `ifconfig` started running (bench/recorder.py). The fault is cleared as soon
-as the demotion is seen, and the recovery runs from that moment to the restore command.
+phase of the poll cycle. The fault time is, for `sync`, the simulated kernel's change (the
+link event in the world's event log), else the wall clock right after the change took effect
+(the sysctl written; nft returned). The command time is when the daemon exec'd the recording
+`ifconfig` (its C front's clock, bench/recorder.py). For `sync` each sample is also split
+(issue 12): `sent`, until the routing message left the simulator (the tap,
+bench/routetap.py); `sim_reads`, the simulated commands running between the message and the
+demotion command; `net`, the rest: carpd-py's share. Node A's carp role changes are matched
+to the daemon's log lines (stamped as they came) for the "logged within 25 ms" figure. The
+fault is cleared as soon as the demotion is seen, and the recovery runs from that moment to
+the restore command.
 
 Elections take time in the simulator as on the wire (carpd_py/sim/kernel.py): the VIPs move
 when node B becomes MASTER of every managed interface, which the bench reads from the
@@ -133,10 +139,8 @@ class ReactionResult:
 def decompose(kind: str, calls: list[Call], t_fault: float, first: Call, last: Call,
               restore: Call, t_clear: float, applied: float | None,
               lead: float = 0.0) -> Sample:  # fmt: skip
-    """Split one reaction. `lead`: how long before its recorded start a poll began (the
-    recorder's interpreter start): the upstream probes start with the poll, so the first poll
-    that can see an upstream fault is the first one spawned after it; the simulated ifconfig
-    reads the world after its recorded start, so for `sync` it is the first one recorded."""
+    """Split one reaction; every command at the moment the daemon exec'd it (`Call.launched`;
+    `lead`, the recorder's interpreter start, only dates a command without the C front)."""
 
     def at(c: Call) -> float:
         return c.launched(lead)
