@@ -106,6 +106,7 @@ class RoleSample:
     sent: float | None  # the tap had its RTM_IFINFO (None: no message seen)
     logged: float | None  # the daemon's log line (None: not logged)
     sim_reads: float = 0.0  # simulated commands running between the message and the line
+    fault: str = ""  # the kind of the fault during which it came ("" in older results)
 
     @property
     def gross(self) -> float | None:
@@ -307,6 +308,7 @@ def run_reaction(
     calls = node.calls
     make = Faults(node, helper)
     events = Events(node)
+    started: list[tuple[float, str]] = []  # (time, kind) of each fault
     try:
         node.start()
         node.wait_checks_up(CHECKS)
@@ -316,6 +318,7 @@ def run_reaction(
             for kind in kinds:
                 time.sleep(rng.uniform(0.0, INTERVAL))
                 t_before = time.time()  # the kernel may move the VIPs within make() (sync)
+                started.append((t_before, kind))
                 t_fault = make.make(kind)
                 sent: float | None = None
                 if kind == "sync":  # from the kernel's change, not from set_link's return
@@ -356,9 +359,13 @@ def run_reaction(
                 time.sleep(0.2)
         time.sleep(1.0)  # the last role changes logged
         calls.refresh()
-        result.roles = role_samples(
+        roles = role_samples(
             events.transitions("A"), node.tap, stamped(node.log()), sim_read_spans(calls.calls)
         )
+        result.roles = [
+            replace(x, fault=next((k for t, k in reversed(started) if t <= x.kernel), ""))
+            for x in roles
+        ]
     finally:
         node.stop()
     result.reasons_ok = check_reasons(node.log(), [s.kind for s in result.samples])

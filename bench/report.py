@@ -261,10 +261,28 @@ def role_verdict(roles: list[RoleSample]) -> Verdict:
         "logged counts as over the limit"
     )
     if not met:
+        groups: dict[str, list[float]] = {}
+        for x, v in zip(roles, nets, strict=True):
+            if x.fault:
+                groups.setdefault(f"{x.before} -> {x.after} during {x.fault}", []).append(v)
+        slow = {
+            name: f"{name} (p50 {ms1(pct(v, 50))}, n={len(v)})"
+            for name, v in sorted(groups.items())
+            if pct(v, 95) > ROLE_LOG_TARGET
+        }
+        why += "; over the limit: carpd-py's share"
+        if slow:
+            why += " is over 25 ms at p95 for " + ", ".join(slow.values())
+            if all(name.endswith(("during icmp", "during tcp")) for name in slow):
+                why += (
+                    ": the role changes that come while the round's upstream probes wait out "
+                    "their timeout (the VIPs leave A during a silent upstream fault) are read "
+                    "and logged only once the probes are done"
+                )
         why += (
-            "; over the limit: carpd-py logs a role change from the read that follows the "
-            "routing message (a new read, parsed, compared with the last one), not from the "
-            "message itself, and behind a demotion's set commands when they run"
+            ". carpd-py logs a role change from the read that follows the routing message "
+            "(parsed, compared with the last read); logging it from the message at once is "
+            "the daemon's part"
         )
     return Verdict(
         "a carp role change logged after the kernel's change",
