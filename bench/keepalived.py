@@ -69,6 +69,7 @@ import carpd_py
 from bench.reaction import busy, sim_read_spans
 from bench.recorder import CallLog, install_recorders
 from bench.routetap import RouteTap
+from bench.simpair import cpu_own
 from bench.stats import percentile
 from carpd_py.rtmsg import LINK_STATE_DOWN
 from carpd_py.sim.events import SimCommand
@@ -202,13 +203,16 @@ class _Usage:
 
 
 def _cpu(procs: Sequence[psutil.Process]) -> tuple[float, float]:
+    """(own, children) CPU seconds. Own from the threads' schedstat (nanoseconds, as the
+    idle part reads it): psutil's user + system are clock ticks (10 ms), and at idle a
+    daemon uses a few ticks a minute, so the ratio would be mostly rounding."""
     own = children = 0.0
     for proc in procs:
         try:
             t = proc.cpu_times()
         except psutil.Error:
             continue
-        own += t.user + t.system
+        own += cpu_own(proc)
         children += t.children_user + t.children_system
     return own, children
 
