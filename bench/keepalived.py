@@ -69,7 +69,7 @@ import carpd_py
 from bench.reaction import busy, sim_read_spans
 from bench.recorder import CallLog, install_recorders
 from bench.routetap import RouteTap
-from bench.simpair import cpu_own
+from bench.simpair import CpuMark, cpu_between, cpu_mark
 from bench.stats import percentile
 from carpd_py.rtmsg import LINK_STATE_DOWN
 from carpd_py.sim.events import SimCommand
@@ -202,19 +202,21 @@ class _Usage:
     processes: int
 
 
-def _cpu(procs: Sequence[psutil.Process]) -> tuple[float, float]:
-    """(own, children) CPU seconds. Own from the threads' schedstat (nanoseconds, as the
-    idle part reads it): psutil's user + system are clock ticks (10 ms), and at idle a
-    daemon uses a few ticks a minute, so the ratio would be mostly rounding."""
-    own = children = 0.0
+def _cpu(procs: Sequence[psutil.Process]) -> tuple[list[CpuMark], float]:
+    """(each process's own CPU mark, their children's CPU seconds). Own from the threads'
+    schedstat (nanoseconds, as the idle part reads it, `cpu_between`): psutil's user +
+    system are clock ticks (10 ms), and at idle a daemon uses a few ticks a minute, so the
+    ratio would be mostly rounding."""
+    marks = []
+    children = 0.0
     for proc in procs:
+        marks.append(cpu_mark(proc))
         try:
             t = proc.cpu_times()
         except psutil.Error:
             continue
-        own += cpu_own(proc)
         children += t.children_user + t.children_system
-    return own, children
+    return marks, children
 
 
 def measure_idle(pids: dict[str, list[int]], seconds: float) -> dict[str, _Usage]:
@@ -238,8 +240,9 @@ def measure_idle(pids: dict[str, list[int]], seconds: float) -> dict[str, _Usage
         time.sleep(min(0.5, max(0.0, end - time.monotonic())))
     out = {}
     for node, ps in procs.items():
-        own, children = _cpu(ps)
-        out[node] = _Usage(own - before[node][0], children - before[node][1], peak[node], len(ps))
+        marks, children = _cpu(ps)
+        own = sum(cpu_between(a, b) for a, b in zip(before[node][0], marks, strict=True))
+        out[node] = _Usage(own, children - before[node][1], peak[node], len(ps))
     return out
 
 

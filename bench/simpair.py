@@ -191,6 +191,46 @@ def _sample(text: str, name: str) -> float:
     return float(m.group(1))
 
 
+@dataclass(frozen=True)
+class CpuMark:
+    """A process's own CPU at one moment: each thread's schedstat run time (ns) and
+    psutil's user + system (clock ticks, which keep the time of threads that exited)."""
+
+    threads: dict[int, int]
+    ticks: float
+
+
+def cpu_mark(process: psutil.Process) -> CpuMark:
+    threads: dict[int, int] = {}
+    try:
+        for task in Path(f"/proc/{process.pid}/task").iterdir():
+            try:
+                threads[int(task.name)] = int((task / "schedstat").read_text().split()[0])
+            except (OSError, ValueError, IndexError):
+                continue  # that thread has just exited
+    except OSError:
+        pass
+    try:
+        times = process.cpu_times()
+        ticks = float(times.user + times.system)
+    except psutil.Error:
+        ticks = float("nan")
+    return CpuMark(threads, ticks)
+
+
+def cpu_between(before: CpuMark, after: CpuMark) -> float:
+    """Own CPU seconds between two marks, to the nanosecond: the threads alive at the end,
+    from their schedstat (a thread started in between counts whole). A thread that exited in
+    between takes its schedstat with it (a sum of the live threads can even go down: trio's
+    worker threads retire when idle), so when the clock ticks say more than that by over two
+    ticks, the ticks are the figure."""
+    if not after.threads:
+        return after.ticks - before.ticks
+    exact = sum(ns - before.threads.get(tid, 0) for tid, ns in after.threads.items()) / 1e9
+    coarse = after.ticks - before.ticks
+    return coarse if coarse > exact + 0.02 else exact
+
+
 def cpu_own(process: psutil.Process) -> float:
     """CPU seconds of the process itself (not its children), to the nanosecond where Linux
     tells it (the sum of its threads' /proc schedstat run time), else psutil's clock ticks."""
