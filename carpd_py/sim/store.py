@@ -5,7 +5,10 @@ with the process). A change is written to a temporary file in the same directory
 renamed over the state file, so a reader never sees half a file. The event log is a separate
 append-only file, `STATE.events` (one JSON object a line), so that reads of the interfaces do
 not parse the history; and what each node prints is kept in `STATE.NODE.printed` (see
-printed.py), so that a read-only ifconfig or sysctl parses only its own node's few strings.
+printed.py), so that a read-only ifconfig or sysctl loads only its own node's few strings. That
+file is a cache, rewritten at every change from the state file: it is written with `marshal`
+(the interpreter's own, already loaded: the read path imports neither json, which costs re and
+enum, nor contextlib). The executables and whoever changes the world run the same interpreter.
 `STATE.commands` (append-only, one JSON object a line) records each command the executables ran
 on the write path, with the wall-clock time it was applied (for the lab benchmark).
 """
@@ -13,19 +16,41 @@ on the write path, with the wall-clock time it was applied (for the lab benchmar
 from __future__ import annotations
 
 import fcntl
-import json
+import marshal
 import os
-from contextlib import contextmanager
 
 from .errors import Exit
 
-TYPE_CHECKING = False  # the read path of the executables imports only json: see printed.py
+TYPE_CHECKING = False  # the read path of the executables imports no more than this: printed.py
 if TYPE_CHECKING:
     from collections.abc import Iterator
+    from contextlib import AbstractContextManager
     from typing import Any
 
     from .events import SimCommand, SimEvent
     from .state import WorldState
+
+
+class _Locked:
+    """flock on the lock file while the block runs (a class: contextlib is not imported)."""
+
+    __slots__ = ("fd", "mode", "path")
+
+    def __init__(self, path: str, mode: int) -> None:
+        self.path = path
+        self.mode = mode
+        self.fd = -1
+
+    def __enter__(self) -> None:
+        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        try:
+            fcntl.flock(self.fd, self.mode)
+        except BaseException:
+            os.close(self.fd)
+            raise
+
+    def __exit__(self, *exc: object) -> None:
+        os.close(self.fd)  # closing the descriptor releases the lock
 
 
 class Store:
@@ -35,16 +60,12 @@ class Store:
         self.events_path = self.path + ".events"
         self.commands_path = self.path + ".commands"
 
-    @contextmanager
-    def _locked(self, mode: int) -> Iterator[None]:
-        fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
-        try:
-            fcntl.flock(fd, mode)
-            yield
-        finally:
-            os.close(fd)  # closing the descriptor releases the lock
+    def _locked(self, mode: int) -> _Locked:
+        return _Locked(self.lock_path, mode)
 
     def _load_raw(self) -> dict[str, Any]:
+        import json  # noqa: PLC0415 (not on the read path)
+
         try:
             with open(self.path, "rb") as f:
                 data: dict[str, Any] = json.load(f)
@@ -71,19 +92,22 @@ class Store:
         os.replace(tmp, path)
 
     def _write(self, state: WorldState) -> None:
-        from .printed import printed_node  # noqa: PLC0415 (not on the read path)
+        import json  # noqa: PLC0415 (not on the read path)
+
+        from .printed import printed_node  # noqa: PLC0415
 
         due = None if state.due is None else state.wall_time(state.due)
         for name, node in state.nodes.items():
             data = printed_node(node)
             data["due"] = due  # the wall-clock time at which this output may be stale
-            printed = json.dumps(data, separators=(",", ":")).encode()
-            self._replace(self.printed_path(name), printed)
+            self._replace(self.printed_path(name), marshal.dumps(data))
         self._replace(self.path, json.dumps(state.to_json(), separators=(",", ":")).encode())
 
     def _append_events(self, events: list[SimEvent]) -> None:
         if not events:
             return
+        import json  # noqa: PLC0415 (not on the read path)
+
         lines = "".join(json.dumps(e.to_json(), separators=(",", ":")) + "\n" for e in events)
         fd = os.open(self.events_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o644)
         try:
@@ -97,26 +121,36 @@ class Store:
         with self._locked(fcntl.LOCK_SH):
             try:
                 with open(self.printed_path(node), "rb") as f:
-                    data: dict[str, Any] = json.load(f)
+                    raw = f.read()
             except FileNotFoundError:
                 if not os.path.exists(self.path):
                     raise FileNotFoundError(f"{self.path}: no such simulated world") from None
                 raise KeyError(node) from None
-            return data
+        try:
+            data = marshal.loads(raw)  # noqa: S302 (our own cache, written beside the world)
+        except (EOFError, ValueError, TypeError):
+            data = None
+        if not isinstance(data, dict):
+            raise ValueError(f"{self.printed_path(node)}: not what this simulator writes")  # noqa: TRY004
+        return data
 
     def read(self) -> WorldState:
         """A consistent copy of the world, for reading only."""
         with self._locked(fcntl.LOCK_SH):
             return self._load()
 
-    @contextmanager
-    def transaction(self) -> Iterator[tuple[WorldState, list[SimEvent]]]:
+    def transaction(self) -> AbstractContextManager[tuple[WorldState, list[SimEvent]]]:
         """Read, let the caller change the world and add events, write it all back.
 
         The write happens even when the body raises `Exit` (a command that failed half way:
         what its earlier ioctls did stays done, as on the real system); any other exception
         discards the change.
         """
+        from contextlib import contextmanager  # noqa: PLC0415 (not on the read path)
+
+        return contextmanager(self._transaction)()
+
+    def _transaction(self) -> Iterator[tuple[WorldState, list[SimEvent]]]:
         from . import rtemit  # noqa: PLC0415 (not on the read path)
 
         with self._locked(fcntl.LOCK_EX):
@@ -149,7 +183,9 @@ class Store:
             self._write(state)
 
     def events(self) -> list[SimEvent]:
-        from .events import SimEvent  # noqa: PLC0415 (not on the read path)
+        import json  # noqa: PLC0415 (not on the read path)
+
+        from .events import SimEvent  # noqa: PLC0415
 
         with self._locked(fcntl.LOCK_SH):
             try:
@@ -160,7 +196,9 @@ class Store:
 
     def events_from(self, offset: int) -> tuple[list[SimEvent], int]:
         """Whole lines of the event log after byte `offset`, and where they end."""
-        from .events import SimEvent  # noqa: PLC0415 (not on the read path)
+        import json  # noqa: PLC0415 (not on the read path)
+
+        from .events import SimEvent  # noqa: PLC0415
 
         with self._locked(fcntl.LOCK_SH):
             try:
@@ -177,6 +215,8 @@ class Store:
 
     def log_command(self, when: float, node: str, argv: list[str], code: int) -> None:
         """Append one line to `STATE.commands` (O_APPEND: whole lines, no lock, no fsync)."""
+        import json  # noqa: PLC0415 (not on the read path)
+
         line = json.dumps(
             {"time": when, "node": node, "argv": argv, "code": code}, separators=(",", ":")
         )
@@ -188,7 +228,9 @@ class Store:
             os.close(fd)
 
     def commands(self) -> list[SimCommand]:
-        from .events import SimCommand  # noqa: PLC0415 (not on the read path)
+        import json  # noqa: PLC0415 (not on the read path)
+
+        from .events import SimCommand  # noqa: PLC0415
 
         try:
             with open(self.commands_path, "rb") as f:
