@@ -13,9 +13,9 @@ from __future__ import annotations
 import socket
 from pathlib import Path
 
+from carpd_py.config import SyncConfig
 from carpd_py.model import HostView
 from carpd_py.parse import parse_ifconfig
-from carpd_py.config import SyncConfig
 from carpd_py.rounds import roles, sync_link_problem
 from carpd_py.rtmsg import (
     LINK_STATE_DOWN,
