@@ -48,7 +48,8 @@ from .rounds import (
     upstream_check,
 )
 from .routesock import RouteSocket, open_route_socket
-from .rtmsg import RtMsgError, decode
+from .rtmsg import IfInfo, Message, RtMsgError, decode
+from .rtview import apply_ifinfo
 from .telemetry import Telemetry, TelemetrySnapshot
 
 if TYPE_CHECKING:
@@ -101,6 +102,7 @@ class Status:
 
 GRACE = 0.5  # seconds a task may overrun its own deadline before the supervisor gives up on it
 MISSING = "the file is missing"  # why the state file must be written again
+HEARD_MAX = 256  # routing messages kept for the read in flight (rtview.py)
 WRITE_ERROR_EVERY = 60.0  # seconds between two logs of the same state file write failure
 
 
@@ -178,6 +180,11 @@ class Supervisor:
         self.checks: dict[str, Check] = {}
         self.details: dict[str, str] = {}
         self.view: HostView | None = None
+        # The view role changes were last logged against: the last read, or what routing
+        # messages said since (rtview.py); None: the last read itself.
+        self._told: HostView | None = None
+        self._heard: list[IfInfo] = []  # RTM_IFINFO told since the read in flight began
+        self._read_mark = 0  # how many of them came before it began
         self.read_error: str | None = None
         self.command_error: dict[str, str] = {}
         self.warned: tuple[str, ...] = ()
@@ -310,6 +317,7 @@ class Supervisor:
         due = trio.current_time() >= self._sysctl_due
         # The host bounds each command; this bounds the whole read whatever the host does.
         limit = 2 * self.config.platform.command_timeout + GRACE
+        self._read_mark = len(self._heard)  # a message heard from now on may be newer
         try:
             with trio.fail_after(limit):
                 view = await self.host.read(sysctl=due)
@@ -494,11 +502,19 @@ class Supervisor:
         self.publish()
 
     def _take_view(self, view: HostView) -> None:
-        """A new read: log role changes and warnings when it differs from the last one."""
+        """A new read: log role changes and warnings when it differs from the last one, or
+        from what the routing messages since have told (those changes are logged already).
+        A message heard while the read ran may be newer than what it printed: it stays told."""
+        newer = self._heard[self._read_mark :]
+        self._heard, self._read_mark = newer, 0
+        told = view
+        for m in newer:
+            told = apply_ifinfo(told, m) or told
         self._changed = view != self.view
-        if self._changed:
-            self._observe(view)
+        if self._changed or self._told is not None or told is not view:
+            self._observe(view, told)
         self.view = view
+        self._told = told if told is not view else None
 
     def _idle(self, verdicts: Mapping[str, bool | None], *, changed: bool) -> bool:
         """Nothing to decide: the host as before, the same verdicts, nothing pending, and
@@ -534,9 +550,20 @@ class Supervisor:
                 line = self.log.notice if before.up is not None or not after.up else self.log.info
                 line(f"check {word}", check=name, detail=self.details.get(name))
 
-    def _observe(self, view: HostView) -> None:
-        before = roles(self.view) if self.view is not None else {}
-        for change in role_changes(before, roles(view)):
+    def _observe(self, view: HostView, told: HostView) -> None:
+        """Role changes since what was last told (`told`: this read, with what the messages
+        heard while it ran say on top); warnings of this read."""
+        self._roles(self._told if self._told is not None else self.view, told)
+        found = tuple(host_warnings(view, self.config))
+        for w in found:
+            if w not in self.warned:
+                self.log.notice("host needs attention", detail=w)
+        self.warned = found
+
+    def _roles(self, before: HostView | None, after: HostView) -> None:
+        """Log, count and hook each carp role change from `before` to `after`."""
+        old = roles(before) if before is not None else {}
+        for change in role_changes(old, roles(after)):
             self.telemetry.transitions[
                 (change.interface, change.vhid, change.before, change.after)
             ] += 1
@@ -552,11 +579,26 @@ class Supervisor:
                 FROM=change.before,
                 TO=change.after,
             )
-        found = tuple(host_warnings(view, self.config))
-        for w in found:
-            if w not in self.warned:
-                self.log.notice("host needs attention", detail=w)
-        self.warned = found
+
+    def _tell(self, messages: list[Message]) -> None:
+        """Log at once the carp role changes that RTM_IFINFO messages show (rtview.py), with
+        the lines a read would log; the read they call for confirms without logging again.
+        Nothing here is decided on: only a read of the host counts."""
+        told = self._told if self._told is not None else self.view
+        if told is None:
+            return
+        for m in messages:
+            if isinstance(m, IfInfo):
+                self._heard.append(m)
+                if len(self._heard) > HEARD_MAX:  # no read for long: the oldest go
+                    del self._heard[0]
+                    self._read_mark = max(0, self._read_mark - 1)
+                after = apply_ifinfo(told, m)
+                if after is not None and after is not told:
+                    self._roles(told, after)
+                    told = after
+        if told is not self.view:
+            self._told = told
 
     # --- acting ------------------------------------------------------------------------
 
@@ -717,12 +759,15 @@ class Supervisor:
                 self._route = None
                 return
             try:
-                reason = why(decode(data), self._interest_now())
+                messages = decode(data)
             except RtMsgError as exc:
                 if str(exc) != bad:
                     self.log.warning("unreadable routing message: reading the host", error=str(exc))
                 bad = str(exc)
-                reason = "unreadable routing message"
+                reason: str | None = "unreadable routing message"
+            else:
+                self._tell(messages)
+                reason = why(messages, self._interest_now())
             if reason is not None and not self._wake.is_set():
                 self._woken_by = reason
                 self.log.debug("routing message", reason=reason)
