@@ -193,6 +193,7 @@ class Supervisor:
         self._read_due = 0.0  # the next whole read of the host (resync)
         self._wake = trio.Event()  # set by the listener: read the host now
         self._woken_by: str | None = None
+        self._waiting: trio.CancelScope | None = None  # _react_meanwhile waiting for a wake
         self._interest: tuple[HostView | None, Interest] | None = None
         self._verdicts: Mapping[str, bool | None] | None = None  # at the last decide
         self._changed = True  # the last read differed from the one before
@@ -418,14 +419,21 @@ class Supervisor:
         reading = self._read_now()
         if reading:
             self._take_wake()
-        async with trio.open_nursery() as nursery:
-            if reading:
-                nursery.start_soon(self._read, got_view)
-            sync = self.config.sync
-            if sync is not None and sync.peer is not None:
-                nursery.start_soon(self._ping_peer, peer)
-            for up in self.config.upstream:
-                nursery.start_soon(self._probe_upstream, up, upstream)
+        sync = self.config.sync
+        async with trio.open_nursery() as meanwhile:
+            probing = trio.Event()
+            if not reading:  # a routing message is acted on while the probes run
+                meanwhile.start_soon(self._react_meanwhile, probing)
+            async with trio.open_nursery() as nursery:
+                if reading:
+                    nursery.start_soon(self._read, got_view)
+                if sync is not None and sync.peer is not None:
+                    nursery.start_soon(self._ping_peer, peer)
+                for up in self.config.upstream:
+                    nursery.start_soon(self._probe_upstream, up, upstream)
+            probing.set()
+            if self._waiting is not None:
+                self._waiting.cancel()
         # Without a read this round, the last view stands: events keep it current.
         view = got_view.get("view") if reading else self.view
 
@@ -437,6 +445,18 @@ class Supervisor:
             if sync.peer is not None and "peer" in peer:
                 self.details[SYNC] += ", peer " + ("answered" if peer["peer"] else "silent")
         await self._conclude(rounds, got_view.get("view"), started, read=reading)
+
+    async def _react_meanwhile(self, done: trio.Event) -> None:
+        """While a round's probes run (up to their timeout: a dead gateway of two), react to
+        a routing message at once rather than after them. A reaction under way finishes;
+        the round then concludes on the newest read."""
+        while not done.is_set():
+            with trio.CancelScope() as self._waiting:
+                await self._wake.wait()
+            self._waiting = None
+            if done.is_set():
+                return  # the probes are done: the loop takes the wake
+            await self.react()
 
     async def react(self) -> None:
         """A routing message said that an interface that matters changed: read the host now

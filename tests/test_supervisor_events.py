@@ -15,7 +15,7 @@ from pathlib import Path
 import trio
 import trio.testing
 
-from carpd_py.config import Config, DemoteConfig, PlatformConfig, SyncConfig
+from carpd_py.config import Config, DemoteConfig, PlatformConfig, SyncConfig, UpstreamConfig
 from carpd_py.interest import interest, why
 from carpd_py.model import HostView
 from carpd_py.rtmsg import (
@@ -28,7 +28,7 @@ from carpd_py.rtmsg import (
 )
 from carpd_py.supervisor import Supervisor
 
-from .fakes import FakeHost, FakeProber, RecordingLog
+from .fakes import FakeGroup, FakeHost, FakeProber, RecordingLog
 from .test_supervisor import demoted, running
 
 SYNC = SyncConfig(interface="pfsync0", fall=3, rise=3)
@@ -242,3 +242,34 @@ async def test_a_message_heard_while_an_older_read_runs_is_not_undone_by_it(
         assert host.reads == reads + 1  # the message's own read came after
         assert role_lines(log) == ["carp0 vhid 10 MASTER -> BACKUP"]
         assert sup.telemetry.transitions[("carp0", 10, "BACKUP", "MASTER")] == 0
+
+
+@dataclass
+class SlowGateway(FakeProber):
+    """One of two gateways is dead: every round, its probe waits out the whole timeout, and
+    the group is still good (min_up 1)."""
+
+    async def group(self, upstream: UpstreamConfig) -> FakeGroup:
+        await trio.sleep(upstream.timeout)
+        return FakeGroup(True, (upstream.targets[1],), upstream.timeout, "1 of 2 answered")
+
+
+async def test_a_message_is_acted_on_while_a_slow_probe_round_runs(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    """A round's probes can take their whole timeout (a dead gateway of two): a SYNC carrier
+    loss heard meanwhile is read and acted on at once, not when the probes are done."""
+    route = str(tmp_path / "route.sock")
+    host, log = GatedHost.indexed(), RecordingLog()
+    upstream = UpstreamConfig(name="gw", targets=("192.0.2.1", "192.0.2.2"), timeout=1.0)
+    cfg = replace(config(tmp_path, route), interval=1.0, upstream=(upstream,))
+    sup = Supervisor(cfg, host, SlowGateway(), log, wall=trio.current_time)
+    async with running(sup):
+        await trio.sleep_until(20.5)  # every round probes from n.0 to n+1.0
+        assert sup.checks["sync"].up is True
+        assert sup.checks["upstream:gw"].up is True
+        host.link("em2", up=False)
+        send(route, encode_ifinfo(host.index("em2"), 0x8843, LINK_STATE_DOWN))
+        await trio.sleep(0.1)
+        assert demoted(sup)
+        assert 20.5 <= host.times[0] < 20.6
