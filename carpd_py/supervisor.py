@@ -57,7 +57,8 @@ if TYPE_CHECKING:
 
 
 class Host(Protocol):
-    async def read(self, *, sysctl: bool = True) -> HostView: ...
+    async def read(self, *, sysctl: bool = True, groups: bool = True) -> HostView: ...
+    async def read_groups(self) -> Mapping[str, int]: ...
     async def reread(self, view: HostView, names: Sequence[str]) -> HostView: ...
     async def set_advskew(self, name: str, skews: Mapping[int, int]) -> None: ...
     async def carpdemote(self, group: str, delta: int) -> None: ...
@@ -314,14 +315,16 @@ class Supervisor:
 
     # --- one round ---------------------------------------------------------------------
 
-    async def _read(self, out: dict[str, HostView]) -> None:
+    async def _read(self, out: dict[str, HostView], *, groups: bool = True) -> None:
+        """Read the host into out["view"]; `groups` False: the group counters of the last
+        read stand (the caller reads them later)."""
         due = trio.current_time() >= self._sysctl_due
         # The host bounds each command; this bounds the whole read whatever the host does.
         limit = 2 * self.config.platform.command_timeout + GRACE
         self._read_mark = len(self._heard)  # a message heard from now on may be newer
         try:
             with trio.fail_after(limit):
-                view = await self.host.read(sysctl=due)
+                view = await self.host.read(sysctl=due, groups=groups)
                 out["view"] = await self._confirm(view)
         except trio.TooSlowError:
             exc = CommandTimeout(f"reading the host took more than {limit:g}s")
@@ -466,7 +469,10 @@ class Supervisor:
         started = trio.current_time()
         self._take_wake()
         got_view: dict[str, HostView] = {}
-        await self._read(got_view)
+        # The decision needs a group's demote counter only for method carpdemote; else it
+        # is read after the commands (for the status and the metrics), not before them.
+        groups = self.policy.method == "carpdemote"
+        await self._read(got_view, groups=groups)
         view = got_view.get("view")
         rounds: dict[str, Round] = {}
         sync = self.config.sync
@@ -476,6 +482,20 @@ class Supervisor:
                 rounds[SYNC] = Round.HARD
                 self.details[SYNC] = problem
         await self._conclude(rounds, view, started, read=True)
+        if not groups and view is not None:
+            await self._read_groups()
+
+    async def _read_groups(self) -> None:
+        """The group counters, after the round that read the host without them."""
+        try:
+            with trio.fail_after(self.config.platform.command_timeout + GRACE):
+                demote = await self.host.read_groups()
+        except (trio.TooSlowError, HostError):
+            return  # the next whole read tells them (a failure of its own is logged then)
+        view = self.view
+        if view is not None and dict(view.group_demote) != dict(demote):
+            self.view = HostView(view.interfaces, MappingProxyType(dict(demote)), view.sysctl)
+            self.publish()
 
     async def _conclude(
         self, rounds: Mapping[str, Round], view: HostView | None, started: float, *, read: bool

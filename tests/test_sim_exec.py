@@ -187,6 +187,24 @@ async def test_openbsd_host_reads_what_the_world_holds(
     assert world.demote_count("A") == 0
 
 
+async def test_openbsd_host_reads_the_group_counters_apart_when_asked(
+    world: World, bin_a: tuple[str, str]
+) -> None:
+    host = host_for(bin_a)
+    await host.read()  # ifconfig, ifconfig -g carp, sysctl net.inet.carp
+    assert host.commands_run == 3
+    world.set_link("A", "em2", up=False)  # pfsync_carp_demote(): the kernel's own +1
+    view = await host.read(groups=False, sysctl=False)  # ifconfig alone
+    assert host.commands_run == 4
+    assert view.get("em2").status == "no carrier"  # type: ignore[union-attr]
+    assert view.group_demote == {"carp": 0}  # the counter of the read before
+    assert await host.read_groups() == {"carp": 1}
+    assert host.commands_run == 5
+    assert host.last is not None
+    assert host.last.group_demote == {"carp": 1}
+    assert (await host.read(groups=False, sysctl=False)).group_demote == {"carp": 1}
+
+
 async def test_openbsd_host_never_springs_the_trap(world: World, bin_a: tuple[str, str]) -> None:
     host = host_for(bin_a)
     await host.read()

@@ -127,9 +127,9 @@ class GatedHost(FakeHost):
         assert index is not None
         return index
 
-    async def read(self, *, sysctl: bool = True) -> HostView:
+    async def read(self, *, sysctl: bool = True, groups: bool = True) -> HostView:
         gate = self.gate
-        view = await super().read(sysctl=sysctl)
+        view = await super().read(sysctl=sysctl, groups=groups)
         if gate is not None:
             await gate.wait()
         return view
@@ -273,3 +273,38 @@ async def test_a_message_is_acted_on_while_a_slow_probe_round_runs(
         await trio.sleep(0.1)
         assert demoted(sup)
         assert 20.5 <= host.times[0] < 20.6
+
+
+async def test_the_round_a_message_calls_for_reads_the_group_counter_after_the_commands(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    """With `demote.method = advskew` the decision needs no demote counter: the read a
+    message calls for is `ifconfig` alone, and `ifconfig -g carp` (for the status and the
+    metrics) runs after the commands. With `carpdemote` the counter is read before."""
+    for method in ("advskew", "carpdemote"):
+        route = str(tmp_path / f"{method}.sock")
+        host, log = GatedHost.indexed(), RecordingLog()
+        cfg = config(tmp_path, route)
+        cfg = replace(cfg, state_file=str(tmp_path / f"{method}.json"),
+                      demote=replace(cfg.demote, method=method))  # fmt: skip
+        sup = Supervisor(cfg, host, FakeProber(), log, wall=trio.current_time)
+        async with running(sup):
+            await trio.sleep(16.0)  # the second supervisor starts where the first ended
+            host.group_reads.clear()
+            host.link("em2", up=False)
+            host.counter += 1  # pfsync's own: "carp: pfsync0 demoted group carp by 1"
+            counter = host.counter
+            send(route, encode_ifinfo(host.index("em2"), 0x8843, LINK_STATE_DOWN))
+            await trio.sleep(0.1)
+            assert demoted(sup)
+            first_command = host.times[0]
+            if method == "advskew":
+                assert [alone for _, alone in host.group_reads] == [True]
+                assert host.group_reads[0][0] > first_command
+            else:
+                assert [alone for _, alone in host.group_reads] == [False]
+                assert host.group_reads[0][0] < first_command
+            assert sup.view is not None
+            assert sup.view.group_demote["carp"] == counter  # as read before our commands
+            assert sup.status.view is not None
+            assert sup.status.view.group_demote == sup.view.group_demote
