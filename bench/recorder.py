@@ -41,7 +41,9 @@ _line = "%.6f\\t%.6f\\t%d\\t%s\\t%s\\t%d\\n" % (
 _fd = os.open({log!r}, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
 os.write(_fd, _line.encode())
 os.close(_fd)
-sys.exit(_code)
+sys.stdout.flush()
+sys.stderr.flush()
+os._exit(_code)  # as the simulator's own script: no interpreter teardown
 '''
 
 
