@@ -315,10 +315,13 @@ class Supervisor:
 
     # --- one round ---------------------------------------------------------------------
 
-    async def _read(self, out: dict[str, HostView], *, groups: bool = True) -> None:
+    async def _read(
+        self, out: dict[str, HostView], *, groups: bool = True, sysctl: bool = True
+    ) -> None:
         """Read the host into out["view"]; `groups` False: the group counters of the last
-        read stand (the caller reads them later)."""
-        due = trio.current_time() >= self._sysctl_due
+        read stand (the caller reads them later); `sysctl` False: net.inet.carp waits for
+        the next read even when due."""
+        due = sysctl and trio.current_time() >= self._sysctl_due
         # The host bounds each command; this bounds the whole read whatever the host does.
         limit = 2 * self.config.platform.command_timeout + GRACE
         self._read_mark = len(self._heard)  # a message heard from now on may be newer
@@ -471,8 +474,9 @@ class Supervisor:
         got_view: dict[str, HostView] = {}
         # The decision needs a group's demote counter only for method carpdemote; else it
         # is read after the commands (for the status and the metrics), not before them.
+        # net.inet.carp is left to the next whole read.
         groups = self.policy.method == "carpdemote"
-        await self._read(got_view, groups=groups)
+        await self._read(got_view, groups=groups, sysctl=False)
         view = got_view.get("view")
         rounds: dict[str, Round] = {}
         sync = self.config.sync

@@ -60,6 +60,7 @@ class FakeHost:
     reads: int = 0
     last: HostView | None = None
     group_reads: list[tuple[float, bool]] = field(default_factory=list)  # (when, alone)
+    sysctl_reads: list[float] = field(default_factory=list)  # when a read asked for sysctl
 
     @classmethod
     def handbook(cls, skew: int = 0, state: str = "MASTER") -> FakeHost:
@@ -104,6 +105,8 @@ class FakeHost:
             await trio.sleep_forever()
         if self.fail_reads:
             raise CommandTimeout("ifconfig: no answer within 2s, killed", ("ifconfig",))
+        if sysctl:
+            self.sysctl_reads.append(trio.current_time())
         if groups or self.last is None:
             self.group_reads.append((trio.current_time(), False))
             demote = {"carp": self.counter}

@@ -308,3 +308,26 @@ async def test_the_round_a_message_calls_for_reads_the_group_counter_after_the_c
             assert sup.view.group_demote["carp"] == counter  # as read before our commands
             assert sup.status.view is not None
             assert sup.status.view.group_demote == sup.view.group_demote
+
+
+async def test_the_read_a_message_calls_for_leaves_sysctl_to_the_next_whole_read(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    """`net.inet.carp` is read every `sysctl_interval` (45 s here) by the reads that come
+    anyway (the resync, 100 s here; every round while demoted), never by the read a routing
+    message calls for, even when it is due: that read is on the way to a command."""
+    route = str(tmp_path / "route.sock")
+    host, log = GatedHost.indexed(), RecordingLog()
+    cfg = config(tmp_path, route)
+    cfg = replace(cfg, platform=replace(cfg.platform, sysctl_interval=45.0, resync_interval=100.0))
+    sup = Supervisor(cfg, host, FakeProber(), log, wall=trio.current_time)
+    async with running(sup):
+        await trio.sleep_until(61.0)  # read at start (and until managed): due again at 45
+        assert [round(t) for t in host.sysctl_reads] == [0]
+        host.link("em2", up=False)
+        send(route, encode_ifinfo(host.index("em2"), 0x8843, LINK_STATE_DOWN))
+        await trio.sleep(0.1)
+        assert demoted(sup)
+        assert [round(t) for t in host.sysctl_reads] == [0]
+        await trio.sleep_until(66.0)  # the next round's read (demoted: every round) takes it
+        assert [round(t) for t in host.sysctl_reads] == [0, 65]
