@@ -426,14 +426,16 @@ class Supervisor:
         if reading:
             self._take_wake()
         sync = self.config.sync
+        pinging = sync is not None and sync.peer is not None
         async with trio.open_nursery() as meanwhile:
             probing = trio.Event()
-            if not reading:  # a routing message is acted on while the probes run
+            if not reading and (pinging or self.config.upstream):
+                # A routing message is acted on while the probes run.
                 meanwhile.start_soon(self._react_meanwhile, probing)
             async with trio.open_nursery() as nursery:
                 if reading:
                     nursery.start_soon(self._read, got_view)
-                if sync is not None and sync.peer is not None:
+                if pinging:
                     nursery.start_soon(self._ping_peer, peer)
                 for up in self.config.upstream:
                     nursery.start_soon(self._probe_upstream, up, upstream)
