@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 import subprocess
 import sys
@@ -136,7 +137,7 @@ def test_the_read_path_imports_no_trio_no_model_no_json(world: World) -> None:
     # Each read-only run pays its imports: json alone (re, enum) doubled a run's ~10 ms.
     root = str(Path(carpd_py.__file__).resolve().parent.parent)
     heavy = ("trio", "dataclasses", "carpd_py.model", "argparse", "typing", "json", "re",
-             "enum", "contextlib")  # fmt: skip
+             "enum", "contextlib", "fcntl")  # fmt: skip
     code = (
         f"import io, sys; sys.path.insert(0, {root!r}); from carpd_py.sim.cli import run_tool\n"
         f"out, sys.stdout = sys.stdout, io.StringIO()\n"
@@ -150,6 +151,19 @@ def test_the_read_path_imports_no_trio_no_model_no_json(world: World) -> None:
         [sys.executable, "-IS", "-c", code], capture_output=True, text=True, check=True
     )
     assert out.stdout == "[0, 0, 0] True []\n"
+
+
+def test_a_read_only_run_does_not_wait_for_a_writer(world: World, bin_a: tuple[str, str]) -> None:
+    # A node's printed snapshot is replaced by rename: a reader sees the whole old one or the
+    # whole new one, so it need not queue behind another node's transaction (in the lab two
+    # nodes' commands and carrier changes hold the lock for tens of ms at a time).
+    ifconfig, sysctl = bin_a
+    expected = run(ifconfig).stdout
+    with open(str(world.path) + ".lock", "rb+") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # a transaction under way, for as long as it takes
+        assert run(ifconfig, timeout=5).stdout == expected
+        assert run(ifconfig, "-g", "carp", timeout=5).returncode == 0
+        assert run(sysctl, "net.inet.carp", timeout=5).returncode == 0
 
 
 def test_the_executables_print_what_the_world_renders(world: World, bin_a: tuple[str, str]) -> None:

@@ -13,8 +13,9 @@
     carpd-sim --state FILE pf NODE [--enabled on|off] [--states N] [--add-rule R] [--remove-rule R]
     carpd-sim --state FILE relayd NODE [--running on|off] [--host NAME up|down ...]
 
-The executables import this module on every run: on the read path it imports only os, sys,
-time and fcntl (no json, no trio, no argparse until `main`); `python -X importtime` shows it.
+The executables import this module on every run: on the read path it imports only os, sys
+and time (no json, no fcntl, no trio, no argparse until `main`); `python -X importtime` shows
+it.
 """
 
 from __future__ import annotations

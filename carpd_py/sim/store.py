@@ -5,17 +5,17 @@ with the process). A change is written to a temporary file in the same directory
 renamed over the state file, so a reader never sees half a file. The event log is a separate
 append-only file, `STATE.events` (one JSON object a line), so that reads of the interfaces do
 not parse the history; and what each node prints is kept in `STATE.NODE.printed` (see
-printed.py), so that a read-only ifconfig or sysctl loads only its own node's few strings. That
-file is a cache, rewritten at every change from the state file: it is written with `marshal`
-(the interpreter's own, already loaded: the read path imports neither json, which costs re and
-enum, nor contextlib). The executables and whoever changes the world run the same interpreter.
+printed.py), so that a read-only ifconfig or sysctl loads only its own node's few strings,
+without the lock (`read_printed`). That file is a cache, rewritten at every change from the
+state file: it is written with `marshal` (the interpreter's own, already loaded: the read path
+imports neither json, which costs re and enum, nor contextlib nor fcntl). The executables and
+whoever changes the world run the same interpreter.
 `STATE.commands` (append-only, one JSON object a line) records each command the executables ran
 on the write path, with the wall-clock time it was applied (for the lab benchmark).
 """
 
 from __future__ import annotations
 
-import fcntl
 import marshal
 import os
 
@@ -32,19 +32,22 @@ if TYPE_CHECKING:
 
 
 class _Locked:
-    """flock on the lock file while the block runs (a class: contextlib is not imported)."""
+    """flock on the lock file while the block runs (a class: contextlib is not imported; nor
+    is fcntl until a lock is taken, which the read-only executables never do)."""
 
-    __slots__ = ("fd", "mode", "path")
+    __slots__ = ("exclusive", "fd", "path")
 
-    def __init__(self, path: str, mode: int) -> None:
+    def __init__(self, path: str, *, exclusive: bool) -> None:
         self.path = path
-        self.mode = mode
+        self.exclusive = exclusive
         self.fd = -1
 
     def __enter__(self) -> None:
+        import fcntl  # noqa: PLC0415
+
         self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
         try:
-            fcntl.flock(self.fd, self.mode)
+            fcntl.flock(self.fd, fcntl.LOCK_EX if self.exclusive else fcntl.LOCK_SH)
         except BaseException:
             os.close(self.fd)
             raise
@@ -60,8 +63,8 @@ class Store:
         self.events_path = self.path + ".events"
         self.commands_path = self.path + ".commands"
 
-    def _locked(self, mode: int) -> _Locked:
-        return _Locked(self.lock_path, mode)
+    def _locked(self, *, exclusive: bool) -> _Locked:
+        return _Locked(self.lock_path, exclusive=exclusive)
 
     def _load_raw(self) -> dict[str, Any]:
         import json  # noqa: PLC0415 (not on the read path)
@@ -117,15 +120,18 @@ class Store:
             os.close(fd)
 
     def read_printed(self, node: str) -> dict[str, Any]:
-        """What one node prints (see printed.py); KeyError for a node the world lacks."""
-        with self._locked(fcntl.LOCK_SH):
-            try:
-                with open(self.printed_path(node), "rb") as f:
-                    raw = f.read()
-            except FileNotFoundError:
-                if not os.path.exists(self.path):
-                    raise FileNotFoundError(f"{self.path}: no such simulated world") from None
-                raise KeyError(node) from None
+        """What one node prints (see printed.py); KeyError for a node the world lacks.
+
+        Without the lock: the file is replaced by rename, so this reads the whole snapshot
+        of the last transaction that committed, never half of one, and does not queue behind
+        one under way (as an ioctl answers with the state before a change it races)."""
+        try:
+            with open(self.printed_path(node), "rb") as f:
+                raw = f.read()
+        except FileNotFoundError:
+            if not os.path.exists(self.path):
+                raise FileNotFoundError(f"{self.path}: no such simulated world") from None
+            raise KeyError(node) from None
         try:
             data = marshal.loads(raw)  # noqa: S302 (our own cache, written beside the world)
         except (EOFError, ValueError, TypeError):
@@ -136,7 +142,7 @@ class Store:
 
     def read(self) -> WorldState:
         """A consistent copy of the world, for reading only."""
-        with self._locked(fcntl.LOCK_SH):
+        with self._locked(exclusive=False):
             return self._load()
 
     def transaction(self) -> AbstractContextManager[tuple[WorldState, list[SimEvent]]]:
@@ -153,7 +159,7 @@ class Store:
     def _transaction(self) -> Iterator[tuple[WorldState, list[SimEvent]]]:
         from . import rtemit  # noqa: PLC0415 (not on the read path)
 
-        with self._locked(fcntl.LOCK_EX):
+        with self._locked(exclusive=True):
             state = self._load()
             before = rtemit.snapshot(state)
             events: list[SimEvent] = []
@@ -171,7 +177,7 @@ class Store:
     def create(self, state: WorldState, events: list[SimEvent]) -> None:
         """Write a new world, replacing any old one and its event log."""
         os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
-        with self._locked(fcntl.LOCK_EX):
+        with self._locked(exclusive=True):
             for log in (self.events_path, self.commands_path):
                 with open(log, "wb"):
                     pass  # a new, empty log
@@ -187,7 +193,7 @@ class Store:
 
         from .events import SimEvent  # noqa: PLC0415
 
-        with self._locked(fcntl.LOCK_SH):
+        with self._locked(exclusive=False):
             try:
                 with open(self.events_path, "rb") as f:
                     return [SimEvent.from_json(json.loads(line)) for line in f if line.strip()]
@@ -200,7 +206,7 @@ class Store:
 
         from .events import SimEvent  # noqa: PLC0415
 
-        with self._locked(fcntl.LOCK_SH):
+        with self._locked(exclusive=False):
             try:
                 with open(self.events_path, "rb") as f:
                     f.seek(offset)
