@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from .recorder import Call
-from .simpair import INTERVAL, BenchNode, cpu_own, peak_rss, upstream
+from .simpair import INTERVAL, BenchNode, cpu_between, cpu_mark, peak_rss, upstream
 
 PEER = "127.0.0.1"
 
@@ -62,6 +62,7 @@ class IdleResult:
     poll_seconds_metric: float  # ... and its _sum
     counts: PollCounts
     config: dict[str, Any] = field(default_factory=dict)
+    host_reads: int | None = None  # plain `ifconfig` runs in the window (None: older runs)
 
     @property
     def cpu_own_per_hour(self) -> float:
@@ -128,19 +129,20 @@ def run_idle(
         time.sleep(2 * INTERVAL)  # past start-up: the first reads, the sockets, the first scrape
         progress(f"  idle {name}: {carp} carp, {targets} targets, {seconds:g} s")
         before = node.scrape()
-        cpu0, own0 = proc.cpu_times(), cpu_own(proc)
+        cpu0, own0 = proc.cpu_times(), cpu_mark(proc)
         t0 = time.time()
         peak = proc.memory_info().rss
         while time.time() - t0 < seconds:
             time.sleep(min(1.0, max(0.0, seconds - (time.time() - t0))))
             peak = max(peak, proc.memory_info().rss)
-        cpu1, own1 = proc.cpu_times(), cpu_own(proc)
+        cpu1, own1 = proc.cpu_times(), cpu_mark(proc)
         t1 = time.time()
         after = node.scrape()
         last = proc.memory_info().rss
         hwm = peak_rss(proc)
         node.calls.refresh()
         counts = count_per_poll(node.calls.calls, t0, t1)
+        reads = sum(1 for c in node.calls.calls if c.is_full_read and t0 <= c.start < t1)
     finally:
         node.stop()
     return IdleResult(
@@ -148,7 +150,7 @@ def run_idle(
         carp=carp,
         targets=targets,
         seconds=t1 - t0,
-        cpu_own=own1 - own0,
+        cpu_own=cpu_between(own0, own1),
         cpu_children=(cpu1.children_user + cpu1.children_system)
         - (cpu0.children_user + cpu0.children_system),
         rss_peak=max(peak, last),
@@ -158,6 +160,7 @@ def run_idle(
         poll_seconds_metric=after.poll_seconds - before.poll_seconds,
         counts=counts,
         config=config,
+        host_reads=reads,
     )
 
 

@@ -43,6 +43,7 @@ can; by default a missing tool is an error that says what to install.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import os
@@ -65,7 +66,13 @@ from typing import Any
 import psutil
 
 import carpd_py
+from bench.reaction import busy, sim_read_spans
+from bench.recorder import CallLog, install_recorders
+from bench.routetap import RouteTap
+from bench.simpair import CpuMark, cpu_between, cpu_mark
 from bench.stats import percentile
+from carpd_py.rtmsg import LINK_STATE_DOWN
+from carpd_py.sim.events import SimCommand
 from carpd_py.sim.harness import Harness
 from carpd_py.sim.lab import UPSTREAM_TARGETS, Lab
 from carpd_py.sim.world import World
@@ -195,16 +202,21 @@ class _Usage:
     processes: int
 
 
-def _cpu(procs: Sequence[psutil.Process]) -> tuple[float, float]:
-    own = children = 0.0
+def _cpu(procs: Sequence[psutil.Process]) -> tuple[list[CpuMark], float]:
+    """(each process's own CPU mark, their children's CPU seconds). Own from the threads'
+    schedstat (nanoseconds, as the idle part reads it, `cpu_between`): psutil's user +
+    system are clock ticks (10 ms), and at idle a daemon uses a few ticks a minute, so the
+    ratio would be mostly rounding."""
+    marks = []
+    children = 0.0
     for proc in procs:
+        marks.append(cpu_mark(proc))
         try:
             t = proc.cpu_times()
         except psutil.Error:
             continue
-        own += t.user + t.system
         children += t.children_user + t.children_system
-    return own, children
+    return marks, children
 
 
 def measure_idle(pids: dict[str, list[int]], seconds: float) -> dict[str, _Usage]:
@@ -228,8 +240,9 @@ def measure_idle(pids: dict[str, list[int]], seconds: float) -> dict[str, _Usage
         time.sleep(min(0.5, max(0.0, end - time.monotonic())))
     out = {}
     for node, ps in procs.items():
-        own, children = _cpu(ps)
-        out[node] = _Usage(own - before[node][0], children - before[node][1], peak[node], len(ps))
+        marks, children = _cpu(ps)
+        own = sum(cpu_between(a, b) for a, b in zip(before[node][0], marks, strict=True))
+        out[node] = _Usage(own, children - before[node][1], peak[node], len(ps))
     return out
 
 
@@ -262,6 +275,8 @@ class _Daemon:
     ready: Callable[[], bool]  # A MASTER, every check up, nothing demoted
     reacted: Callable[[float], float | None]  # the time A stepped down after t, or None yet
     restored: Callable[[float], float | None]  # the time A was back after t, or None yet
+    # (kind, fault time, reaction time) -> more figures of that sample (carpd-py's parts)
+    detail: Callable[[str, float, float], dict[str, float]] | None = None
 
 
 def _wait(probe: Callable[[], float | None], timeout: float, step: float = 0.005) -> float | None:
@@ -306,11 +321,13 @@ def _faults(
             t2 = time.time()
             fault.clear(lab)
             t3 = _wait(partial(daemon.restored, t2), settings.settle)
-            sample = {
+            sample: dict[str, Any] = {
                 "kind": kind,
                 "reaction": None if t1 is None else t1 - t0,
                 "restore": None if t3 is None else t3 - t2,
             }
+            if daemon.detail is not None and t1 is not None:
+                sample.update(daemon.detail(kind, t0, t1))
             samples.append(sample)
             if t1 is None:
                 missed += 1
@@ -568,11 +585,130 @@ def sim_command_latency(samples: int = 10) -> float:
         return statistics.median(took)
 
 
+class _Applied:
+    """The simulator's command log (`STATE.commands`), read incrementally: the fault loop asks
+    every 5 ms, and parsing the whole log each time (as `World.commands()` does) would take
+    CPU from the daemons being measured, more as the run goes on."""
+
+    def __init__(self, world: World) -> None:
+        self.path = Path(f"{world.path}.commands")
+        self.offset = 0
+        self.seen: list[SimCommand] = []
+
+    def refresh(self) -> list[SimCommand]:
+        try:
+            with open(self.path, "rb") as f:
+                f.seek(self.offset)
+                data = f.read()
+        except FileNotFoundError:
+            return self.seen
+        end = data.rfind(b"\n") + 1
+        self.offset += end
+        for line in data[:end].splitlines():
+            with contextlib.suppress(ValueError):
+                self.seen.append(SimCommand.from_json(json.loads(line)))
+        return self.seen
+
+
+class _LabTiming:
+    """Where carpd-py's reaction goes in the lab: both daemons run the recording
+    `ifconfig`/`sysctl` (bench/recorder.py: the exec of each command, to the microsecond),
+    and node A's routing messages pass a tap (bench/routetap.py: when each left the
+    simulator). For a SYNC carrier loss, from `ip link set em2 down`:
+
+    - watcher: to the simulated kernel's link event (`ip monitor link` in fwA prints, the
+      node's watcher, carpd_py/sim/carrier.py, reads it and starts its transaction);
+    - transaction: to the routing message leaving the simulator (the world's lock, its JSON,
+      the kernel, the fsync'd writes);
+    - daemon: to A's daemon exec'ing its first `advskew 240`, of which `sim_commands` is the
+      time its simulated commands (Python) ran; `net` is the rest, carpd-py's share;
+    - applied_after_exec: the set command's own run (Python, the lock) until the simulator
+      applied it, which is where the lab's `reaction` ends.
+    """
+
+    def __init__(self, harness: Harness, root: Path) -> None:
+        self.world = harness.world
+        self.calls: dict[str, CallLog] = {}
+        self.paths: dict[str, tuple[str, str]] = {}
+        for node in harness.nodes:
+            log = harness.nodes[node].root / "calls.log"
+            rec = harness.nodes[node].root / "rec"
+            self.paths[node] = install_recorders(self.world, rec, node, log)
+            self.calls[node] = CallLog(log)
+        self.tap = RouteTap(root / "route-tap-A.sock", harness.nodes["A"].route_path)
+        self.world.set_route_socket("A", str(self.tap.path))
+        self.offset = self.world.events_from(0)[1]
+
+    def platform(self, node: str) -> dict[str, Any]:
+        ifconfig, sysctl = self.paths[node]
+        return {"ifconfig": ifconfig, "sysctl": sysctl}
+
+    def detail(self, kind: str, t0: float, t1: float) -> dict[str, float]:
+        a = self.calls["A"]
+        a.refresh()
+        sets = [c for c in a.calls if c.advskew() == 240 and c.launched() >= t0]
+        if not sets:
+            return {}
+        cmd = min(c.launched() for c in sets)
+        out = {"exec": cmd - t0, "applied_after_exec": t1 - cmd}
+        if kind != "sync_carrier":
+            return out
+        events, self.offset = self.world.events_from(self.offset)
+        state = self.world.read()
+        em2 = state.node("A").get("em2")
+        link = [
+            state.wall_time(e.time) for e in events
+            if e.kind == "link" and e.node == "A" and e.iface == "em2"
+            and e.link_state == LINK_STATE_DOWN and state.wall_time(e.time) >= t0 - 0.001
+        ]  # fmt: skip
+        sent = [
+            m.time for m in self.tap.since(t0)
+            if em2 is not None and m.index == em2.index and m.link_state == LINK_STATE_DOWN
+        ]  # fmt: skip
+        if not link or not sent:
+            return out
+        reads = busy(sim_read_spans(a.calls), min(sent), cmd)
+        out.update(
+            watcher=min(link) - t0,
+            transaction=min(sent) - min(link),
+            daemon=cmd - min(sent),
+            sim_commands=reads,
+            net=cmd - min(sent) - reads,
+        )
+        return out
+
+    def close(self) -> None:
+        self.tap.close()
+
+
+PARTS = ("watcher", "transaction", "daemon", "sim_commands", "net", "applied_after_exec")
+
+
+def _lab_parts(samples: list[dict[str, Any]], kinds: Sequence[str]) -> dict[str, Any]:
+    """reaction_exec (fault -> A's first `advskew 240` exec'd), and for sync_carrier the
+    parts (`_LabTiming`), each p50/p95/max."""
+    out: dict[str, Any] = {"reaction_exec": {}, "sync_carrier_parts": {}}
+    for kind in kinds:
+        mine = [s for s in samples if s["kind"] == kind]
+        execs = [float(s["exec"]) for s in mine if "exec" in s]
+        if execs:
+            out["reaction_exec"][kind] = summarize(execs)
+        if kind == "sync_carrier":
+            for part in PARTS:
+                values = [float(s[part]) for s in mine if part in s]
+                if values:
+                    s = summarize(values)
+                    out["sync_carrier_parts"][part] = {k: s[k] for k in ("p50", "p95", "max")}
+    return out
+
+
 def _carpd_config(settings: Settings) -> dict[str, Any]:
     return {
         "interval": settings.interval,
         "demote": {"hold_down": settings.hold_down},
         "sync": {"interface": "pfsync0", "fall": settings.fall, "rise": settings.sync_rise},
+        # The default of carpd-py.conf(5): the harness's nodes resync every second (tests).
+        "platform": {"resync_interval": 10.0},
         "upstream": [
             {
                 "name": "isp",
@@ -603,9 +739,11 @@ def run_carpd_lab(
     root = Path(root)
     with _lab(lab) as the_lab:
         harness: Harness = the_lab.harness(root / "carpd")
+        timing = _LabTiming(harness, root / "carpd")
         try:
             for node in harness.nodes:
                 harness.configure(node, **_carpd_config(settings))
+                harness.configure(node, platform=timing.platform(node))
                 harness.start(node)
             baseline = {"A": 0, "B": 100}
             world = harness.world
@@ -624,8 +762,10 @@ def run_carpd_lab(
                     and all(skews[n] == {baseline[n]} for n in harness.nodes)
                 )
 
+            applied = _Applied(world)
+
             def command(value: int, after: float) -> float | None:
-                for c in world.commands():
+                for c in applied.refresh():
                     if (
                         c.node == "A"
                         and c.time >= after
@@ -635,7 +775,13 @@ def run_carpd_lab(
                         return c.time
                 return None
 
-            daemon = _Daemon("carpd-py", ready, lambda t: command(240, t), lambda t: command(0, t))
+            daemon = _Daemon(
+                "carpd-py",
+                ready,
+                lambda t: command(240, t),
+                lambda t: command(0, t),
+                timing.detail,
+            )
             progress(f"  carpd-py {carpd_py.__version__}: {len(kinds)} kinds x {faults} faults")
             _wait_ready(daemon, settings.settle, "at start")
             figures, samples = _faults(the_lab, daemon, kinds, faults, settings, progress)
@@ -648,10 +794,12 @@ def run_carpd_lab(
             usage = measure_idle(pids, idle)
         finally:
             harness.stop_all()
+            timing.close()
     return {
         "daemon": f"carpd-py {carpd_py.__version__}",
         "settings": settings.describe(),
         **figures,
+        **_lab_parts(samples, kinds),
         **_idle_figures(usage, idle),
         "sim_command_latency_s": sim_command_latency(),
         "samples": samples,
@@ -660,6 +808,14 @@ def run_carpd_lab(
             "restore: fault cleared to A's `advskew 0` (hold_down 0)",
             "cpu_with_children: plus the simulated ifconfig/sysctl (Python; not OpenBSD's cost)",
             "sim_command_latency_s: the simulated ifconfig's start, included in each reaction",
+            "reaction_exec: fault to A's daemon exec'ing its first `advskew 240` (the "
+            "recorder's C front, bench/front.c): without the set command's own Python run",
+            "sync_carrier_parts: from `ip link set em2 down`: watcher (to the simulated "
+            "kernel's link event: ip monitor link and the node's watcher), transaction (to the "
+            "routing message leaving the simulator), daemon (to the exec of the set command; "
+            "sim_commands of it: the simulated Python commands running; net: the rest, "
+            "carpd-py's share), applied_after_exec (the set command's Python run and lock)",
+            "platform.resync_interval 10 s, the default (the test harness's is 1 s)",
         ],
     }
 

@@ -10,6 +10,9 @@ namespace (`unshare --net`), where it may do what must never be done to the mach
   does when a real gateway dies (not an error that fails at once).
 - `tcp drop|pass`: an nftables rule dropping the SYNs to the targets' port, so that connect()
   times out (a dead upstream sends no RST).
+- `spawn` (argv, log, stamp): start the daemon; with `stamp` its output goes through a pipe
+  and each line is written to the log with the wall-clock time it came (the -d log has whole
+  seconds; the role-change figure needs milliseconds).
 - `tcp refuse|accept`: close or reopen the listeners: connect() is refused at once (the
   service is down, the host is up). Allowed outside a namespace too: it touches only our
   own sockets.
@@ -89,6 +92,16 @@ class Listeners:
                     pass
 
 
+def stamp_lines(pipe: IO[bytes], path: str) -> None:
+    """Copy the daemon's output to `path`, each line prefixed with the wall-clock time it was
+    read (`1764650000.123456 `): the daemon's -d log has whole seconds only. The daemon
+    flushes each line (logging's StreamHandler), so the time is when it logged, give or take
+    this thread's wake-up."""
+    with open(path, "ab", buffering=0) as out:
+        for line in pipe:
+            out.write(b"%.6f " % time.time() + line)
+
+
 def _nft(*args: str) -> None:
     subprocess.run(["nft", *args], check=True, capture_output=True)
 
@@ -119,6 +132,15 @@ class Helper:
     def handle(self, cmd: dict[str, Any]) -> dict[str, Any]:
         op = cmd["op"]
         if op == "spawn":
+            if cmd.get("stamp"):
+                self.daemon = subprocess.Popen(
+                    cmd["argv"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                    stdin=subprocess.DEVNULL,
+                )  # fmt: skip
+                assert self.daemon.stdout is not None
+                args = (self.daemon.stdout, cmd["log"])
+                threading.Thread(target=stamp_lines, args=args, daemon=True).start()
+                return {"pid": self.daemon.pid}
             log = open(cmd["log"], "ab")  # noqa: SIM115 (the daemon owns it)
             self.daemon = subprocess.Popen(
                 cmd["argv"], stdout=log, stderr=log, stdin=subprocess.DEVNULL
@@ -241,8 +263,10 @@ class Helped:
             raise HelperError(str(doc["error"]))
         return doc
 
-    def spawn(self, argv: list[str], log: Path) -> int:
-        self.pid = int(self.call(op="spawn", argv=argv, log=str(log))["pid"])
+    def spawn(self, argv: list[str], log: Path, *, stamp: bool = False) -> int:
+        """Start the daemon, its output appended to `log`; with `stamp`, each line prefixed
+        with the wall-clock time it came (`stamp_lines`)."""
+        self.pid = int(self.call(op="spawn", argv=argv, log=str(log), stamp=stamp)["pid"])
         return self.pid
 
     def close(self) -> None:

@@ -9,8 +9,16 @@
 - **the direct SYNC cable pulled** (both ends): in how many trials the VIPs left A, and how
   many ended split across the pair, alone and with a peer.
 
-Settings: interval 1 s, sync fall/rise 3/3, hold-down 2 s, peer timeout 3 s (defaults but the
-hold-down, as in the reaction runs).
+Both daemons run the recording `ifconfig`/`sysctl` of bench/recorder.py, so the reaction is
+also measured as in the reaction part (issue 12's figure): from the simulated kernel's change
+(the link event in the world's event log) to the moment A's daemon exec'd its first
+`advskew 240` (gross), and net of the simulator's own costs: the state-file transaction
+before the routing message left (set_link's return) and the time any simulated read of
+either node ran in between (with a peer, B's read that makes its fresh view is on the path;
+a read of B's that is not is subtracted too, so net is a lower bound of carpd-py's share).
+
+Settings: interval 1 s, sync fall/rise 3/3, hold-down 2 s, peer timeout 3 s, resync 10 s
+(defaults but the hold-down, as in the reaction runs).
 """
 
 from __future__ import annotations
@@ -28,12 +36,16 @@ from typing import Any
 from carpd_py.peer import Rejected, unseal
 from carpd_py.sim.harness import Harness, wait_until
 
+from .reaction import busy, sim_read_spans
+from .recorder import CallLog, install_recorders
+
 INTERVAL = 1.0
 SETTLE = 30.0
 SETTINGS: dict[str, Any] = {
     "interval": INTERVAL,
     "demote": {"hold_down": 2.0},
     "sync": {"interface": "pfsync0", "fall": 3, "rise": 3},
+    "platform": {"resync_interval": 10.0},  # the default (the harness's is 1 s, for tests)
 }
 
 
@@ -48,6 +60,11 @@ class PairResult:
     direct_moved_pair: int = 0
     direct_split_alone: int = 0  # trials that ended with the VIPs split
     direct_split_pair: int = 0
+    # issue 12: the kernel's change -> A's first `advskew 240` exec'd, gross and net (s)
+    command_alone: list[float] = field(default_factory=list)
+    net_alone: list[float] = field(default_factory=list)
+    command_pair: list[float] = field(default_factory=list)
+    net_pair: list[float] = field(default_factory=list)
 
     @staticmethod
     def median(samples: list[float]) -> float | None:
@@ -109,11 +126,39 @@ def _settled(h: Harness) -> bool:
     )
 
 
-def _start(root: Path, paired: bool) -> tuple[Harness, Tap | None]:
+@dataclass
+class Recorded:
+    """The recorders' logs of both nodes, and the world's event log, read as they grow."""
+
+    calls: dict[str, CallLog]
+    world: Any
+    offset: int = 0
+
+    def skip(self) -> None:
+        self.offset = self.world.events_from(0)[1]
+
+    def kernel_change(self, after: float, fallback: float) -> float:
+        """When the simulated kernel took A's em2 carrier away (wall clock)."""
+        events, self.offset = self.world.events_from(self.offset)
+        state = self.world.read()
+        for e in events:
+            if e.kind == "link" and e.node == "A" and e.iface == "em2":
+                when = float(state.wall_time(e.time))
+                if when >= after - 0.001:
+                    return when
+        return fallback
+
+
+def _start(root: Path, paired: bool) -> tuple[Harness, Tap | None, Recorded]:
     h = Harness(root, topology="handbook")
     tap = None
+    logs = {}
     for name in h.nodes:
         h.configure(name, **SETTINGS)
+        path = h.nodes[name].root / "calls.log"
+        ifconfig, sysctl = install_recorders(h.world, h.nodes[name].root / "rec", name, path)
+        h.configure(name, platform={"ifconfig": ifconfig, "sysctl": sysctl})
+        logs[name] = CallLog(path)
     if paired:
         h.pair_up(timeout=3.0)
         key = (h.nodes["A"].root / "carpd-py.key").read_bytes().strip()
@@ -127,7 +172,9 @@ def _start(root: Path, paired: bool) -> tuple[Harness, Tap | None]:
         log = h.nodes[name].log
         wait_until(lambda: line in log(), SETTLE, f"{name} ready")  # noqa: B023
     wait_until(lambda: _settled(h), SETTLE, "A MASTER of both")
-    return h, tap
+    recorded = Recorded(logs, h.world)
+    recorded.skip()
+    return h, tap, recorded
 
 
 def _poll_until(done: Callable[[], bool], limit: float) -> float | None:
@@ -139,14 +186,37 @@ def _poll_until(done: Callable[[], bool], limit: float) -> float | None:
     return None
 
 
-def _reaction(h: Harness, tap: Tap | None, out: list[float], arrival: list[float]) -> None:
+def _reaction(
+    h: Harness,
+    tap: Tap | None,
+    out: list[float],
+    arrival: list[float],
+    recorded: Recorded,
+    figures: tuple[list[float], list[float]],
+) -> None:
     time.sleep(random.uniform(0, INTERVAL))
     if tap is not None:
         tap.arm()
+    before = time.time()
     h.world.set_link("A", "em2", up=False)
+    sent = time.time()  # the routing message left inside set_link's transaction
     took = _poll_until(lambda: h.advskews("A") == {"carp0": 240, "carp1": 240}, SETTLE)
     if took is not None:
         out.append(took)
+        kernel = recorded.kernel_change(before, sent)
+        try:
+            first = recorded.calls["A"].wait_for(lambda c: c.advskew() == 240, before, 10)
+        except TimeoutError:
+            first = None
+        if first is not None:
+            cmd = first.launched()
+            spans = []
+            for log in recorded.calls.values():
+                log.refresh()
+                spans += sim_read_spans(log.calls)
+            gross, net = figures
+            gross.append(cmd - kernel)
+            net.append(cmd - sent - busy(spans, sent, cmd))
     if tap is not None and tap.seen_at is not None and tap.armed_at is not None:
         arrival.append(tap.seen_at - tap.armed_at)
     h.world.set_link("A", "em2", up=True)
@@ -178,12 +248,22 @@ def run_pair(
     result.direct_trials = direct
     for paired in (False, True):
         mode = "with a peer" if paired else "alone"
-        h, tap = _start(work / ("pair" if paired else "alone"), paired)
+        h, tap, recorded = _start(work / ("pair" if paired else "alone"), paired)
         try:
             progress(f"pair: {faults} faults on A's SYNC port, {mode}")
             out = result.reaction_pair if paired else result.reaction_alone
+            figures = (
+                (result.command_pair, result.net_pair)
+                if paired
+                else (result.command_alone, result.net_alone)
+            )
             for _ in range(faults):
-                _reaction(h, tap, out, result.view_arrival)
+                _reaction(h, tap, out, result.view_arrival, recorded, figures)
+                if figures[0]:
+                    progress(
+                        f"  {mode}: to the command {figures[0][-1] * 1000:.0f} ms "
+                        f"(net {figures[1][-1] * 1000:.0f} ms)"
+                    )
             progress(f"pair: {direct} pulls of the direct SYNC cable, {mode}")
             for _ in range(direct):
                 moved, split = _direct(h, watch=3 * INTERVAL + 3.0)

@@ -50,7 +50,7 @@ from carpd_py.rounds import check_names, managed_advskews, policy_of
 from carpd_py.supervisor import Supervisor
 
 from .idle import PEER, count_per_poll
-from .simpair import INTERVAL, BenchNode, cpu_own, upstream
+from .simpair import INTERVAL, BenchNode, cpu_between, cpu_mark, upstream
 from .stub import write_stub
 
 SIZES = (1, 16, 64, 256)
@@ -231,16 +231,16 @@ def _daemon_poll(node: BenchNode, seconds: float, stub: tuple[str, str] | None) 
         node.wait_checks_up(["sync", "upstream:isp"], timeout=60)
         node.wait_metrics()
         time.sleep(INTERVAL)
-        before, cpu0, own0, t0 = node.scrape(), proc.cpu_times(), cpu_own(proc), time.time()
+        before, cpu0, own0, t0 = node.scrape(), proc.cpu_times(), cpu_mark(proc), time.time()
         time.sleep(seconds)
-        cpu1, own1, t1 = proc.cpu_times(), cpu_own(proc), time.time()
+        cpu1, own1, t1 = proc.cpu_times(), cpu_mark(proc), time.time()
         after = node.scrape()
         node.calls.refresh()
         counts = count_per_poll(node.calls.calls, t0, t1)
     finally:
         node.stop()
     polls = after.polls - before.polls
-    own = own1 - own0
+    own = cpu_between(own0, own1)
     children = (cpu1.children_user + cpu1.children_system) - (
         cpu0.children_user + cpu0.children_system
     )

@@ -8,7 +8,7 @@ import sys
 import time
 from pathlib import Path
 
-from .recorder import start_latency
+from .recorder import front_cost, start_latency
 from .report import SimCosts
 from .simpair import BenchNode
 from .stub import write_stub
@@ -33,4 +33,5 @@ def measure_sim_costs(root: Path, runs: int = 30) -> SimCosts:
         sim_read=_wall([sim_ifconfig], runs),
         sim_set=_wall([sim_ifconfig, "carp0", "advskew", "0"], runs),
         stub_read=_wall([stub_ifconfig], runs),
+        front=front_cost(root / "front"),
     )

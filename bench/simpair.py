@@ -26,6 +26,7 @@ from carpd_py.sim.harness import Harness, console_script
 
 from .netns import Helped
 from .recorder import CallLog, install_recorders
+from .routetap import RouteTap
 
 INTERVAL = 1.0  # as in production (the default)
 # The defaults of carpd-py.conf(5), written out so that RESULTS.md can show them.
@@ -59,7 +60,11 @@ class Scrape:
 class BenchNode:
     """Node A's daemon on a fresh simulated world under `root`."""
 
-    def __init__(self, root: Path, topology: str, *, private: bool = False) -> None:
+    def __init__(
+        self, root: Path, topology: str, *, private: bool = False, timed: bool = False
+    ) -> None:
+        """`timed`: the daemon's log lines stamped to the microsecond (`Helped.spawn`) and the
+        node's routing messages through a `RouteTap` (when each left the simulator)."""
         self.root = root
         # No ticker thread: the bench measures CPU and the daemon's reads advance the world.
         self.harness = Harness(root, topology=topology, tick=None)
@@ -75,6 +80,11 @@ class BenchNode:
         self.metrics_port: int | None = None
         self.process: psutil.Process | None = None
         self._log_from = 0  # the log is appended to across runs: this run's part only
+        self.timed = timed
+        self.tap: RouteTap | None = None
+        if timed:
+            self.tap = RouteTap(root / "A" / "route-tap.sock", self.node.route_path)
+            self.world.set_route_socket("A", str(self.tap.path))
 
     def configure(
         self,
@@ -122,7 +132,7 @@ class BenchNode:
         helper = self.open_helper()
         self._log_from = len(self.node.log())
         argv = [console_script("carpd-py"), "-d", "-f", str(self.node.config_path)]
-        pid = helper.spawn(argv, self.node.log_path)
+        pid = helper.spawn(argv, self.node.log_path, stamp=self.timed)
         self.process = psutil.Process(pid)
         return self.process
 
@@ -169,6 +179,9 @@ class BenchNode:
         if self.helper is not None:
             self.helper.close()
             self.helper = None
+        if self.tap is not None:
+            self.tap.close()
+            self.tap = None
 
 
 def _sample(text: str, name: str) -> float:
@@ -176,6 +189,46 @@ def _sample(text: str, name: str) -> float:
     if m is None:
         raise ValueError(f"no {name} in the metrics")
     return float(m.group(1))
+
+
+@dataclass(frozen=True)
+class CpuMark:
+    """A process's own CPU at one moment: each thread's schedstat run time (ns) and
+    psutil's user + system (clock ticks, which keep the time of threads that exited)."""
+
+    threads: dict[int, int]
+    ticks: float
+
+
+def cpu_mark(process: psutil.Process) -> CpuMark:
+    threads: dict[int, int] = {}
+    try:
+        for task in Path(f"/proc/{process.pid}/task").iterdir():
+            try:
+                threads[int(task.name)] = int((task / "schedstat").read_text().split()[0])
+            except (OSError, ValueError, IndexError):
+                continue  # that thread has just exited
+    except OSError:
+        pass
+    try:
+        times = process.cpu_times()
+        ticks = float(times.user + times.system)
+    except psutil.Error:
+        ticks = float("nan")
+    return CpuMark(threads, ticks)
+
+
+def cpu_between(before: CpuMark, after: CpuMark) -> float:
+    """Own CPU seconds between two marks, to the nanosecond: the threads alive at the end,
+    from their schedstat (a thread started in between counts whole). A thread that exited in
+    between takes its schedstat with it (a sum of the live threads can even go down: trio's
+    worker threads retire when idle), so when the clock ticks say more than that by over two
+    ticks, the ticks are the figure."""
+    if not after.threads:
+        return after.ticks - before.ticks
+    exact = sum(ns - before.threads.get(tid, 0) for tid, ns in after.threads.items()) / 1e9
+    coarse = after.ticks - before.ticks
+    return coarse if coarse > exact + 0.02 else exact
 
 
 def cpu_own(process: psutil.Process) -> float:

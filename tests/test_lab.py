@@ -349,6 +349,13 @@ def test_the_lab_benchmark_measures_carpd_py(lab: Lab, tmp_path: Path) -> None:
             assert out[what][kind]["missed"] == 0
             assert 0 < out[what][kind]["p50"] < WAIT
     assert out["reaction"]["sync_carrier"]["p50"] < 2.0  # a link read down counts at once
+    # The daemon's exec of the set command comes before the simulator applies it, and the
+    # SYNC carrier loss is split at the watcher, the simulator's message and the exec.
+    for kind in kinds:
+        assert 0 < out["reaction_exec"][kind]["p50"] <= out["reaction"][kind]["p50"]
+    parts = out["sync_carrier_parts"]
+    assert {"watcher", "transaction", "daemon", "net", "applied_after_exec"} <= set(parts)
+    assert parts["daemon"]["p50"] >= parts["net"]["p50"]
     assert out["rss_peak_mb"] > 5
     # An idle round decides nothing and reads nothing (the routing socket says when to read):
     # over this 1 s window the daemon may use less than one clock tick of CPU.
