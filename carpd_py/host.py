@@ -1,8 +1,9 @@
 """The OpenBSD host adapter: the one module of carpd-py that changes the system.
 
 Reads cost a constant number of processes whatever the number of interfaces: one `ifconfig`,
-one `ifconfig -g GROUP` per group of interest, one `sysctl net.inet.carp` (cached between
-reads that do not ask for it). Every command runs under `platform.command_timeout`.
+one `ifconfig -g GROUP` per group of interest, one `sysctl net.inet.carp` (the sysctl values
+and the group counters are cached between reads that do not ask for them). Every command
+runs under `platform.command_timeout`.
 
 Set commands refuse an interface that the last read did not show: on OpenBSD,
 `ifconfig carp9 advskew 240` for a missing carp9 silently creates it.
@@ -81,6 +82,12 @@ def _classify(done: Completed) -> HostError:
     return CommandFailed(f"{cmd}: exit {done.returncode}: {err or 'no message'}", done.argv, err)
 
 
+def _first(exc: Exception) -> HostError | None:
+    """The first failure of commands run at once (trio groups them), when all are HostError."""
+    errors = [e for e in leaves(exc) if isinstance(e, HostError)]
+    return errors[0] if errors and len(errors) == len(leaves(exc)) else None
+
+
 class OpenBSDHost:
     def __init__(self, platform: PlatformConfig, groups: Sequence[str] = ("carp",)) -> None:
         for g in groups:
@@ -90,6 +97,7 @@ class OpenBSDHost:
         self.groups = tuple(dict.fromkeys(groups))
         self.last: HostView | None = None
         self._sysctl: Mapping[str, int] = {}
+        self._demote: dict[str, int] | None = None  # the group counters last read
         self.commands_run = 0  # processes spawned, for metrics and benchmarks
 
     async def _run(self, argv: Sequence[str]) -> Completed:
@@ -172,36 +180,61 @@ class OpenBSDHost:
                 for name in names:
                     nursery.start_soon(self._read_one, name, found)
         except Exception as exc:
-            errors = leaves(exc)
-            if all(isinstance(e, HostError) for e in errors):
-                raise errors[0] from None
-            raise
+            first = _first(exc)
+            if first is None:
+                raise
+            raise first from None
         merged = merge(view, {n: found[n] for n in names})
         self.last = merged
         return merged
 
-    async def read(self, *, sysctl: bool = True) -> HostView:
-        """One read of the host. With sysctl=False the last sysctl values are reused."""
+    async def read(self, *, sysctl: bool = True, groups: bool = True) -> HostView:
+        """One read of the host. With sysctl=False the last sysctl values are reused, with
+        groups=False the last group counters (`read_groups` reads them alone)."""
         found: dict[str, object] = {}
         demote: dict[str, int] = {}
+        groups = groups or self._demote is None
         try:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._read_ifconfig, found)
-                for group in self.groups:
-                    nursery.start_soon(self._read_group, group, demote)
+                if groups:
+                    for group in self.groups:
+                        nursery.start_soon(self._read_group, group, demote)
                 if sysctl or not self._sysctl:
                     nursery.start_soon(self._read_sysctl)
         except Exception as exc:
             # The commands run at once; the caller wants the first failure, not trio's group.
-            errors = leaves(exc)
-            if all(isinstance(e, HostError) for e in errors):
-                raise errors[0] from None
-            raise
+            first = _first(exc)
+            if first is None:
+                raise
+            raise first from None
         interfaces = found["ifconfig"]
         assert isinstance(interfaces, tuple)
-        view = HostView(interfaces=interfaces, group_demote=demote, sysctl=dict(self._sysctl))
+        if groups:
+            self._demote = demote
+        assert self._demote is not None
+        view = HostView(
+            interfaces=interfaces, group_demote=dict(self._demote), sysctl=dict(self._sysctl)
+        )
         self.last = view
         return view
+
+    async def read_groups(self) -> dict[str, int]:
+        """The demote counter of each group of interest: one `ifconfig -g GROUP` each."""
+        demote: dict[str, int] = {}
+        try:
+            async with trio.open_nursery() as nursery:
+                for group in self.groups:
+                    nursery.start_soon(self._read_group, group, demote)
+        except Exception as exc:
+            first = _first(exc)
+            if first is None:
+                raise
+            raise first from None
+        self._demote = demote
+        if self.last is not None:
+            self.last = HostView(self.last.interfaces, dict(demote), self.last.sysctl)
+        return dict(demote)
 
     # --- changing ------------------------------------------------------------------------
 

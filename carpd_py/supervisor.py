@@ -48,7 +48,8 @@ from .rounds import (
     upstream_check,
 )
 from .routesock import RouteSocket, open_route_socket
-from .rtmsg import RtMsgError, decode
+from .rtmsg import IfInfo, Message, RtMsgError, decode
+from .rtview import apply_ifinfo
 from .telemetry import Telemetry, TelemetrySnapshot
 
 if TYPE_CHECKING:
@@ -56,7 +57,8 @@ if TYPE_CHECKING:
 
 
 class Host(Protocol):
-    async def read(self, *, sysctl: bool = True) -> HostView: ...
+    async def read(self, *, sysctl: bool = True, groups: bool = True) -> HostView: ...
+    async def read_groups(self) -> Mapping[str, int]: ...
     async def reread(self, view: HostView, names: Sequence[str]) -> HostView: ...
     async def set_advskew(self, name: str, skews: Mapping[int, int]) -> None: ...
     async def carpdemote(self, group: str, delta: int) -> None: ...
@@ -113,6 +115,7 @@ class Status:
 
 GRACE = 0.5  # seconds a task may overrun its own deadline before the supervisor gives up on it
 MISSING = "the file is missing"  # why the state file must be written again
+HEARD_MAX = 256  # routing messages kept for the read in flight (rtview.py)
 WRITE_ERROR_EVERY = 60.0  # seconds between two logs of the same state file write failure
 
 
@@ -190,6 +193,11 @@ class Supervisor:
         self.checks: dict[str, Check] = {}
         self.details: dict[str, str] = {}
         self.view: HostView | None = None
+        # The view role changes were last logged against: the last read, or what routing
+        # messages said since (rtview.py); None: the last read itself.
+        self._told: HostView | None = None
+        self._heard: list[IfInfo] = []  # RTM_IFINFO told since the read in flight began
+        self._read_mark = 0  # how many of them came before it began
         self.read_error: str | None = None
         self.command_error: dict[str, str] = {}
         self.warned: tuple[str, ...] = ()
@@ -198,6 +206,7 @@ class Supervisor:
         self._read_due = 0.0  # the next whole read of the host (resync)
         self._wake = trio.Event()  # set by the listener: read the host now
         self._woken_by: str | None = None
+        self._waiting: trio.CancelScope | None = None  # _react_meanwhile waiting for a wake
         self._interest: tuple[HostView | None, Interest] | None = None
         self._verdicts: Mapping[str, bool | None] | None = None  # at the last decide
         self._changed = True  # the last read differed from the one before
@@ -324,13 +333,19 @@ class Supervisor:
 
     # --- one round ---------------------------------------------------------------------
 
-    async def _read(self, out: dict[str, HostView]) -> None:
-        due = trio.current_time() >= self._sysctl_due
+    async def _read(
+        self, out: dict[str, HostView], *, groups: bool = True, sysctl: bool = True
+    ) -> None:
+        """Read the host into out["view"]; `groups` False: the group counters of the last
+        read stand (the caller reads them later); `sysctl` False: net.inet.carp waits for
+        the next read even when due."""
+        due = sysctl and trio.current_time() >= self._sysctl_due
         # The host bounds each command; this bounds the whole read whatever the host does.
         limit = 2 * self.config.platform.command_timeout + GRACE
+        self._read_mark = len(self._heard)  # a message heard from now on may be newer
         try:
             with trio.fail_after(limit):
-                view = await self.host.read(sysctl=due)
+                view = await self.host.read(sysctl=due, groups=groups)
                 out["view"] = await self._confirm(view)
         except trio.TooSlowError:
             exc = CommandTimeout(f"reading the host took more than {limit:g}s")
@@ -442,15 +457,24 @@ class Supervisor:
         if reading:
             self._take_wake()
         sync = self.config.sync
-        if not reading and not self._others:
-            await self._probe_icmp(peer, upstream)  # the idle round: no nursery, no task
-        else:
-            async with trio.open_nursery() as nursery:
-                if reading:
-                    nursery.start_soon(self._read, got_view)
-                nursery.start_soon(self._probe_icmp, peer, upstream)
-                for up in self._others:
-                    nursery.start_soon(self._probe_upstream, up, upstream)
+        probes = self._ask_peer is not None or bool(self.config.upstream)
+        async with trio.open_nursery() as meanwhile:
+            probing = trio.Event()
+            if not reading and probes:
+                # A routing message is acted on while the probes run.
+                meanwhile.start_soon(self._react_meanwhile, probing)
+            if not reading and not self._others:
+                await self._probe_icmp(peer, upstream)  # the idle round: one ICMP batch
+            else:
+                async with trio.open_nursery() as nursery:
+                    if reading:
+                        nursery.start_soon(self._read, got_view)
+                    nursery.start_soon(self._probe_icmp, peer, upstream)
+                    for up in self._others:
+                        nursery.start_soon(self._probe_upstream, up, upstream)
+            probing.set()
+            if self._waiting is not None:
+                self._waiting.cancel()
         # Without a read this round, the last view stands: events keep it current.
         view = got_view.get("view") if reading else self.view
 
@@ -463,6 +487,18 @@ class Supervisor:
                 self.details[SYNC] += ", peer " + ("answered" if peer["peer"] else "silent")
         await self._conclude(rounds, got_view.get("view"), started, read=reading)
 
+    async def _react_meanwhile(self, done: trio.Event) -> None:
+        """While a round's probes run (up to their timeout: a dead gateway of two), react to
+        a routing message at once rather than after them. A reaction under way finishes;
+        the round then concludes on the newest read."""
+        while not done.is_set():
+            with trio.CancelScope() as self._waiting:
+                await self._wake.wait()
+            self._waiting = None
+            if done.is_set():
+                return  # the probes are done: the loop takes the wake
+            await self.react()
+
     async def react(self) -> None:
         """A routing message said that an interface that matters changed: read the host now
         and decide on what it shows, without waiting for the probes. Only a SYNC link seen
@@ -471,7 +507,11 @@ class Supervisor:
         started = trio.current_time()
         self._take_wake()
         got_view: dict[str, HostView] = {}
-        await self._read(got_view)
+        # The decision needs a group's demote counter only for method carpdemote; else it
+        # is read after the commands (for the status and the metrics), not before them.
+        # net.inet.carp is left to the next whole read.
+        groups = self.policy.method == "carpdemote"
+        await self._read(got_view, groups=groups, sysctl=False)
         view = got_view.get("view")
         rounds: dict[str, Round] = {}
         sync = self.config.sync
@@ -481,6 +521,20 @@ class Supervisor:
                 rounds[SYNC] = Round.HARD
                 self.details[SYNC] = problem
         await self._conclude(rounds, view, started, read=True)
+        if not groups and view is not None:
+            await self._read_groups()
+
+    async def _read_groups(self) -> None:
+        """The group counters, after the round that read the host without them."""
+        try:
+            with trio.fail_after(self.config.platform.command_timeout + GRACE):
+                demote = await self.host.read_groups()
+        except (trio.TooSlowError, HostError):
+            return  # the next whole read tells them (a failure of its own is logged then)
+        view = self.view
+        if view is not None and dict(view.group_demote) != dict(demote):
+            self.view = HostView(view.interfaces, MappingProxyType(dict(demote)), view.sysctl)
+            self.publish()
 
     async def _conclude(
         self, rounds: Mapping[str, Round], view: HostView | None, started: float, *, read: bool
@@ -527,11 +581,19 @@ class Supervisor:
         self.publish()
 
     def _take_view(self, view: HostView) -> None:
-        """A new read: log role changes and warnings when it differs from the last one."""
+        """A new read: log role changes and warnings when it differs from the last one, or
+        from what the routing messages since have told (those changes are logged already).
+        A message heard while the read ran may be newer than what it printed: it stays told."""
+        newer = self._heard[self._read_mark :]
+        self._heard, self._read_mark = newer, 0
+        told = view
+        for m in newer:
+            told = apply_ifinfo(told, m) or told
         self._changed = view != self.view
-        if self._changed:
-            self._observe(view)
+        if self._changed or self._told is not None or told is not view:
+            self._observe(view, told)
         self.view = view
+        self._told = told if told is not view else None
 
     def _idle(self, verdicts: Mapping[str, bool | None], *, changed: bool) -> bool:
         """Nothing to decide: the host as before, the same verdicts, nothing pending, and
@@ -567,9 +629,20 @@ class Supervisor:
                 line = self.log.notice if before.up is not None or not after.up else self.log.info
                 line(f"check {word}", check=name, detail=self.details.get(name))
 
-    def _observe(self, view: HostView) -> None:
-        before = roles(self.view) if self.view is not None else {}
-        for change in role_changes(before, roles(view)):
+    def _observe(self, view: HostView, told: HostView) -> None:
+        """Role changes since what was last told (`told`: this read, with what the messages
+        heard while it ran say on top); warnings of this read."""
+        self._roles(self._told if self._told is not None else self.view, told)
+        found = tuple(host_warnings(view, self.config))
+        for w in found:
+            if w not in self.warned:
+                self.log.notice("host needs attention", detail=w)
+        self.warned = found
+
+    def _roles(self, before: HostView | None, after: HostView) -> None:
+        """Log, count and hook each carp role change from `before` to `after`."""
+        old = roles(before) if before is not None else {}
+        for change in role_changes(old, roles(after)):
             self.telemetry.transitions[
                 (change.interface, change.vhid, change.before, change.after)
             ] += 1
@@ -585,11 +658,26 @@ class Supervisor:
                 FROM=change.before,
                 TO=change.after,
             )
-        found = tuple(host_warnings(view, self.config))
-        for w in found:
-            if w not in self.warned:
-                self.log.notice("host needs attention", detail=w)
-        self.warned = found
+
+    def _tell(self, messages: list[Message]) -> None:
+        """Log at once the carp role changes that RTM_IFINFO messages show (rtview.py), with
+        the lines a read would log; the read they call for confirms without logging again.
+        Nothing here is decided on: only a read of the host counts."""
+        told = self._told if self._told is not None else self.view
+        if told is None:
+            return
+        for m in messages:
+            if isinstance(m, IfInfo):
+                self._heard.append(m)
+                if len(self._heard) > HEARD_MAX:  # no read for long: the oldest go
+                    del self._heard[0]
+                    self._read_mark = max(0, self._read_mark - 1)
+                after = apply_ifinfo(told, m)
+                if after is not None and after is not told:
+                    self._roles(told, after)
+                    told = after
+        if told is not self.view:
+            self._told = told
 
     # --- acting ------------------------------------------------------------------------
 
@@ -750,12 +838,15 @@ class Supervisor:
                 self._route = None
                 return
             try:
-                reason = why(decode(data), self._interest_now())
+                messages = decode(data)
             except RtMsgError as exc:
                 if str(exc) != bad:
                     self.log.warning("unreadable routing message: reading the host", error=str(exc))
                 bad = str(exc)
-                reason = "unreadable routing message"
+                reason: str | None = "unreadable routing message"
+            else:
+                self._tell(messages)
+                reason = why(messages, self._interest_now())
             if reason is not None and not self._wake.is_set():
                 self._woken_by = reason
                 self.log.debug("routing message", reason=reason)

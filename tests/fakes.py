@@ -59,6 +59,8 @@ class FakeHost:
     times: list[float] = field(default_factory=list)  # when each command ran (trio clock)
     reads: int = 0
     last: HostView | None = None
+    group_reads: list[tuple[float, bool]] = field(default_factory=list)  # (when, alone)
+    sysctl_reads: list[float] = field(default_factory=list)  # when a read asked for sysctl
 
     @classmethod
     def handbook(cls, skew: int = 0, state: str = "MASTER") -> FakeHost:
@@ -96,19 +98,37 @@ class FakeHost:
         nodes = tuple(replace(n, advskew=skews.get(n.vhid, n.advskew)) for n in iface.carp.nodes)
         self.interfaces[name] = replace(iface, carp=replace(iface.carp, nodes=nodes))
 
-    async def read(self, *, sysctl: bool = True) -> HostView:
+    async def read(self, *, sysctl: bool = True, groups: bool = True) -> HostView:
         self.reads += 1
         await trio.sleep(0.005)
         if self.hang:
             await trio.sleep_forever()
         if self.fail_reads:
             raise CommandTimeout("ifconfig: no answer within 2s, killed", ("ifconfig",))
+        if sysctl:
+            self.sysctl_reads.append(trio.current_time())
+        if groups or self.last is None:
+            self.group_reads.append((trio.current_time(), False))
+            demote = {"carp": self.counter}
+        else:
+            demote = dict(self.last.group_demote)  # the counters of the read before
         self.last = HostView(
             interfaces=tuple(self.interfaces.values()),
-            group_demote={"carp": self.counter},
+            group_demote=demote,
             sysctl={"net.inet.carp.allow": 1, "net.inet.carp.preempt": self.preempt},
         )
         return self.last
+
+    async def read_groups(self) -> dict[str, int]:
+        """`ifconfig -g carp` alone."""
+        await trio.sleep(0.005)
+        if self.fail_reads:
+            raise CommandTimeout("ifconfig: no answer within 2s, killed", ("ifconfig",))
+        self.group_reads.append((trio.current_time(), True))
+        demote = {"carp": self.counter}
+        if self.last is not None:
+            self.last = replace(self.last, group_demote=demote)
+        return demote
 
     async def reread(self, view: HostView, names: Sequence[str]) -> HostView:
         """`ifconfig NAME` for each: this host never cuts its output short."""

@@ -8,6 +8,8 @@ the issue: without the routing socket the fault would wait for the next poll, up
 
 from __future__ import annotations
 
+import time
+
 from carpd_py.sim.harness import Harness, wait_until
 
 WAIT = 20.0
@@ -34,6 +36,15 @@ def test_sync_carrier_loss_is_acted_on_from_the_routing_message(pair: Harness) -
     print(f"SYNC carrier loss to the first demotion command: {delay * 1000:.0f} ms")
     assert delay < 2.0
     assert "notice  demoting reasons=sync" in a.log()
+    # B takes the VIPs: carp_set_state() makes A's carp interfaces LINK_STATE_DOWN, and the
+    # daemon logs each role change from that RTM_IFINFO, once (the read confirms it).
+    pair.wait_roles({"A": {"carp0": "BACKUP", "carp1": "BACKUP"}}, WAIT)
+    lines = ("carp0 vhid 10 MASTER -> BACKUP", "carp1 vhid 20 MASTER -> BACKUP")
+    wait_until(lambda: all(line in a.log() for line in lines), WAIT, "the role changes logged")
+    time.sleep(0.5)  # the reads the messages called for
+    log = a.log()
+    assert log.count("carp0 vhid 10 MASTER -> BACKUP") == 1
+    assert log.count("carp1 vhid 20 MASTER -> BACKUP") == 1
 
 
 def test_a_lost_message_is_caught_by_the_resync(pair: Harness) -> None:

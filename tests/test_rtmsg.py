@@ -4,7 +4,7 @@ Layouts: struct if_msghdr, struct if_data, struct if_announcemsghdr (sys/net/if.
 rt_msghdr, RTM_VERSION 5, RTM_IFINFO 0xe, RTM_IFANNOUNCE 0xf, RTM_DESYNC 0x10, ROUTE_MSGFILTER 1,
 ROUTE_FILTER(m) (sys/net/route.h); the kernel fills them in rtm_ifchg(), rtm_ifannounce() and
 rtm_senddesync() (sys/net/rtsock.c). carp_set_state() (sys/netinet/ip_carp.c) sets the carp
-interface's link state: MASTER LINK_STATE_FULL_DUPLEX, BACKUP LINK_STATE_DOWN, INIT
+interface's link state: MASTER LINK_STATE_UP, BACKUP LINK_STATE_DOWN, INIT
 LINK_STATE_INVALID. Every field is named below; native byte order, amd64 sizes and alignment.
 """
 
@@ -153,8 +153,8 @@ def test_link_states_as_ifconfig_names_them() -> None:
     # LINK_STATE_IS_UP(): UP, HALF_DUPLEX, FULL_DUPLEX and UNKNOWN count as up
     ups = {s: rtmsg.link_state_is_up(s) for s in range(7)}
     assert ups == {0: True, 1: False, 2: False, 3: False, 4: True, 5: True, 6: True}
-    # carp MASTER: LINK_STATE_FULL_DUPLEX ("master"), BACKUP: LINK_STATE_DOWN ("backup")
-    (master,) = decode(if_msghdr(ifm_index=7, ifm_flags=0x8843, ifi_link_state=6,
+    # carp MASTER: LINK_STATE_UP ("master"), BACKUP: LINK_STATE_DOWN ("backup")
+    (master,) = decode(if_msghdr(ifm_index=7, ifm_flags=0x8843, ifi_link_state=4,
                                  ifi_type=IFT_CARP))  # fmt: skip
     assert isinstance(master, IfInfo)
     assert master.link_up

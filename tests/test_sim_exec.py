@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 import subprocess
 import sys
@@ -16,7 +17,9 @@ from carpd_py.host import MissingInterface, NotPermitted, OpenBSDHost, Unparsabl
 from carpd_py.parse import ParseError, parse_group, parse_ifconfig, parse_sysctl
 from carpd_py.sim.cli import run_tool
 from carpd_py.sim.harness import wait_until
+from carpd_py.sim.render import render_ifconfig
 from carpd_py.sim.state import BACKUP, MASTER
+from carpd_py.sim.view import interfaces
 from carpd_py.sim.world import World
 
 
@@ -130,17 +133,47 @@ def test_garbage_is_unparsable_but_exits_zero(world: World, bin_a: tuple[str, st
     assert run(ifconfig, "carp9").returncode == 1
 
 
-def test_the_read_path_imports_no_trio_no_model(tmp_path: Path) -> None:
+def test_the_read_path_imports_no_trio_no_model_no_json(world: World) -> None:
+    # Each read-only run pays its imports: json alone (re, enum) doubled a run's ~10 ms.
     root = str(Path(carpd_py.__file__).resolve().parent.parent)
+    heavy = ("trio", "dataclasses", "carpd_py.model", "argparse", "typing", "json", "re",
+             "enum", "contextlib", "fcntl")  # fmt: skip
     code = (
-        f"import sys; sys.path.insert(0, {root!r}); import carpd_py.sim.cli; "
-        "print(sorted(m for m in ('trio', 'dataclasses', 'carpd_py.model', 'argparse', "
-        "'typing') if m in sys.modules))"
+        f"import io, sys; sys.path.insert(0, {root!r}); from carpd_py.sim.cli import run_tool\n"
+        f"out, sys.stdout = sys.stdout, io.StringIO()\n"
+        f"codes = [run_tool('ifconfig', {str(world.path)!r}, 'A', a) for a in ([], ['-g', 'carp'])]"
+        f" + [run_tool('sysctl', {str(world.path)!r}, 'A', ['net.inet.carp'])]\n"
+        f"printed, sys.stdout = sys.stdout.getvalue(), out\n"
+        f"print(codes, 'carp: MASTER carpdev em1' in printed, "
+        f"sorted(m for m in {heavy!r} if m in sys.modules))"
     )
     out = subprocess.run(
         [sys.executable, "-IS", "-c", code], capture_output=True, text=True, check=True
     )
-    assert out.stdout == "[]\n"
+    assert out.stdout == "[0, 0, 0] True []\n"
+
+
+def test_a_read_only_run_does_not_wait_for_a_writer(world: World, bin_a: tuple[str, str]) -> None:
+    # A node's printed snapshot is replaced by rename: a reader sees the whole old one or the
+    # whole new one, so it need not queue behind another node's transaction (in the lab two
+    # nodes' commands and carrier changes hold the lock for tens of ms at a time).
+    ifconfig, sysctl = bin_a
+    expected = run(ifconfig).stdout
+    with open(str(world.path) + ".lock", "rb+") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # a transaction under way, for as long as it takes
+        assert run(ifconfig, timeout=5).stdout == expected
+        assert run(ifconfig, "-g", "carp", timeout=5).returncode == 0
+        assert run(sysctl, "net.inet.carp", timeout=5).returncode == 0
+
+
+def test_the_executables_print_what_the_world_renders(world: World, bin_a: tuple[str, str]) -> None:
+    # The read path loads the node's printed cache (marshal); the write path renders it.
+    ifconfig, _ = bin_a
+    world.set_link("A", "em2", up=False)
+    done = run(ifconfig)
+    assert done.returncode == 0
+    assert done.stderr == ""
+    assert done.stdout == render_ifconfig(interfaces(world.read().node("A")))
 
 
 def test_unknown_node_or_state(tmp_path: Path, world: World) -> None:
@@ -166,6 +199,24 @@ async def test_openbsd_host_reads_what_the_world_holds(
     assert world.demote_count("A") == 3
     await host.carpdemote("carp", -3)
     assert world.demote_count("A") == 0
+
+
+async def test_openbsd_host_reads_the_group_counters_apart_when_asked(
+    world: World, bin_a: tuple[str, str]
+) -> None:
+    host = host_for(bin_a)
+    await host.read()  # ifconfig, ifconfig -g carp, sysctl net.inet.carp
+    assert host.commands_run == 3
+    world.set_link("A", "em2", up=False)  # pfsync_carp_demote(): the kernel's own +1
+    view = await host.read(groups=False, sysctl=False)  # ifconfig alone
+    assert host.commands_run == 4
+    assert view.get("em2").status == "no carrier"  # type: ignore[union-attr]
+    assert view.group_demote == {"carp": 0}  # the counter of the read before
+    assert await host.read_groups() == {"carp": 1}
+    assert host.commands_run == 5
+    assert host.last is not None
+    assert host.last.group_demote == {"carp": 1}
+    assert (await host.read(groups=False, sysctl=False)).group_demote == {"carp": 1}
 
 
 async def test_openbsd_host_never_springs_the_trap(world: World, bin_a: tuple[str, str]) -> None:

@@ -13,13 +13,13 @@
     carpd-sim --state FILE pf NODE [--enabled on|off] [--states N] [--add-rule R] [--remove-rule R]
     carpd-sim --state FILE relayd NODE [--running on|off] [--host NAME up|down ...]
 
-The executables import this module on every run: it imports only the standard library
-modules the simulation needs (no trio, no argparse until `main`).
+The executables import this module on every run: on the read path it imports only os, sys
+and time (no json, no fcntl, no trio, no argparse until `main`); `python -X importtime` shows
+it.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import time
@@ -29,7 +29,7 @@ from .printed import Printed, Result, ifconfig_read, ifconfig_writes
 from .store import Store
 from .sysctl_cmd import Sysctl, sysctl_writes
 
-TYPE_CHECKING = False  # keep the executables' imports to json and friends: see printed.py
+TYPE_CHECKING = False  # keep the executables' imports small: see printed.py
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
@@ -113,6 +113,8 @@ def _print_event(event: SimEvent, hosts: dict[str, str], *, every: bool, as_json
     """A kernel log line as syslogd writes it (with `every`, also those not logged); or, with
     `as_json`, every event as one JSON object."""
     if as_json:
+        import json  # noqa: PLC0415 (not on the executables' path)
+
         print(json.dumps(event.to_json(), separators=(",", ":")))
         return
     if not event.text:

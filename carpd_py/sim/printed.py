@@ -2,10 +2,10 @@
 
 Every write of the state file also stores, per node, each interface's `ifconfig` block as
 `render.py` prints it, the groups with their members and demote counters, and the sysctl
-values. A read-only `ifconfig` or `sysctl` run (what carpd-py does on every cycle) then needs
-only json: this module imports nothing heavier, so those runs start fast. The write path uses
-the same functions, on a snapshot made from the live state, so there is one implementation of
-what ifconfig prints and how it fails.
+values. A read-only `ifconfig` or `sysctl` run (what carpd-py does on every read) then loads
+only that (marshal, see store.py); this module imports nothing, so those runs start fast. The
+write path uses the same functions, on a snapshot made from the live state, so there is one
+implementation of what ifconfig prints and how it fails.
 
 As printif() in sbin/ifconfig/ifconfig.c r1.476: a name that does not end in a digit is a group
 if the group exists (its members are printed), else a prefix (`em` prints em0, em1, ...); a

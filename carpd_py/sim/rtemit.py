@@ -11,8 +11,9 @@ interfaces of each node that has a `route_socket` are compared with what they we
 
 Link states as the kernel sets them: an Ethernet with carrier LINK_STATE_FULL_DUPLEX (what
 `1000baseT full-duplex` reports), without LINK_STATE_DOWN; a carp interface by
-`carp_set_state()` (sys/netinet/ip_carp.c): MASTER LINK_STATE_FULL_DUPLEX, BACKUP
-LINK_STATE_DOWN, INIT LINK_STATE_INVALID; pfsync, lo and enc LINK_STATE_UNKNOWN.
+`carp_set_state()` (sys/netinet/ip_carp.c): LINK_STATE_UP when a vhost is MASTER, else
+LINK_STATE_DOWN when one is BACKUP, else LINK_STATE_INVALID; pfsync, lo and enc
+LINK_STATE_UNKNOWN.
 
 The bytes go to the Unix datagram socket at the node's `route_socket`, one message a datagram,
 without blocking: a socket nobody listens on, or one whose buffer is full, loses the message,
@@ -28,6 +29,7 @@ from ..rtmsg import (
     LINK_STATE_FULL_DUPLEX,
     LINK_STATE_INVALID,
     LINK_STATE_UNKNOWN,
+    LINK_STATE_UP,
     encode_ifannounce,
     encode_ifinfo,
 )
@@ -41,8 +43,9 @@ Snapshot = dict[str, dict[str, tuple[int, int, int, int, int]]]  # node -> name 
 
 
 def _carp_link(states: set[str]) -> int:
+    """carp_set_state(): the link follows the vhosts, whichever of them changed."""
     if MASTER in states:
-        return LINK_STATE_FULL_DUPLEX
+        return LINK_STATE_UP
     return LINK_STATE_DOWN if BACKUP in states else LINK_STATE_INVALID
 
 

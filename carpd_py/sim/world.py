@@ -58,10 +58,14 @@ def default_timescale() -> float:
 
 _SCRIPT = '''#!{python} -IS
 """The simulated `{tool}` of node {node} of {state} (carpd-py's simulated OpenBSD host)."""
+import os
 import sys
 sys.path.insert(0, {root!r})
 from carpd_py.sim.cli import run_tool
-sys.exit(run_tool({tool!r}, {state!r}, {node!r}, sys.argv[1:]))
+code = run_tool({tool!r}, {state!r}, {node!r}, sys.argv[1:])
+sys.stdout.flush()
+sys.stderr.flush()
+os._exit(code)  # all is printed: the interpreter's teardown would only cost time
 '''
 
 
