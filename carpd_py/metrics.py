@@ -73,33 +73,33 @@ as the decision does.
 
 from __future__ import annotations
 
-import io
+import contextlib
 import ipaddress
 import os
 import re
 import resource
+import select
 import socket
-import socketserver
 import threading
 import time
+import zlib
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
-from wsgiref.simple_server import WSGIRequestHandler
 
 import psutil
-from prometheus_client import CollectorRegistry, make_wsgi_app
-from prometheus_client.exposition import ThreadingWSGIServer
-from prometheus_client.metrics_core import (
-    CounterMetricFamily,
-    GaugeMetricFamily,
-    HistogramMetricFamily,
-    Metric,
-)
-from prometheus_client.registry import Collector
-from prometheus_client.utils import floatToGoString
 
 from . import __version__
 from .decide import MAINTENANCE
+from .exposition import (
+    CONTENT_TYPE,
+    Collector,
+    CounterFamily,
+    Family,
+    GaugeFamily,
+    HistogramFamily,
+    Registry,
+    go_float,
+)
 from .pairing import PairStatus
 from .peer import REJECTS
 from .rounds import SYNC, check_names
@@ -127,8 +127,8 @@ MAX_CONCURRENT_REQUESTS = 16  # more at once are closed without an answer
 REQUEST_DEADLINE = 5.0  # seconds for a whole request, accept to answer sent; then dropped
 
 
-# Bucket bounds spelled as prometheus_client spells them ("0.005", "1.0"): le labels match.
-_le: Callable[[float], str] = floatToGoString
+# Bucket bounds spelled as Go and prometheus_client spell them ("0.005", "1.0").
+_le: Callable[[float], str] = go_float
 
 
 def _state(text: str) -> str:
@@ -138,9 +138,9 @@ def _state(text: str) -> str:
 
 def _histogram(
     name: str, doc: str, series: Mapping[tuple[str, ...], HistogramSnapshot], labels: list[str]
-) -> HistogramMetricFamily:
+) -> HistogramFamily:
     """Per-bucket counts (telemetry) into the cumulative buckets Prometheus wants."""
-    family = HistogramMetricFamily(name, doc, labels=labels)
+    family = HistogramFamily(name, doc, labels=labels)
     for values, snap in series.items():
         buckets: list[tuple[str, float]] = []
         running = 0
@@ -153,23 +153,23 @@ def _histogram(
     return family
 
 
-def metric_families(status: Status) -> list[Metric]:
+def metric_families(status: Status) -> list[Family]:
     """Every carpd_* family for one Status. Pure: reads the frozen Status only."""
     config, memory, tele, view = status.config, status.memory, status.telemetry, status.view
-    out: list[Metric] = []
+    out: list[Family] = []
 
-    def gauge(name: str, doc: str, value: float | None = None) -> GaugeMetricFamily:
-        family = GaugeMetricFamily(name, doc, value=value)
+    def gauge(name: str, doc: str, value: float | None = None) -> GaugeFamily:
+        family = GaugeFamily(name, doc, value=value)
         out.append(family)
         return family
 
-    def labelled(name: str, doc: str, labels: list[str]) -> GaugeMetricFamily:
-        family = GaugeMetricFamily(name, doc, labels=labels)
+    def labelled(name: str, doc: str, labels: list[str]) -> GaugeFamily:
+        family = GaugeFamily(name, doc, labels=labels)
         out.append(family)
         return family
 
-    def counter(name: str, doc: str, labels: list[str]) -> CounterMetricFamily:
-        family = CounterMetricFamily(name, doc, labels=labels)
+    def counter(name: str, doc: str, labels: list[str]) -> CounterFamily:
+        family = CounterFamily(name, doc, labels=labels)
         out.append(family)
         return family
 
@@ -309,16 +309,16 @@ def metric_families(status: Status) -> list[Metric]:
     return out
 
 
-def pair_families(pair: PairStatus, possible: Iterable[str]) -> list[Metric]:
+def pair_families(pair: PairStatus, possible: Iterable[str]) -> list[Family]:
     """The peer and the pair (only with [peer] configured)."""
-    out: list[Metric] = [
-        GaugeMetricFamily(
+    out: list[Family] = [
+        GaugeFamily(
             "carpd_peer_up",
             "1 if a valid message came from the peer within peer.timeout, else 0.",
             int(pair.state == "up"),
         )
     ]
-    state = GaugeMetricFamily(
+    state = GaugeFamily(
         "carpd_peer_state",
         "1 for the state of the peer channel, 0 for the others.",
         labels=["state"],
@@ -328,19 +328,19 @@ def pair_families(pair: PairStatus, possible: Iterable[str]) -> list[Metric]:
     out.append(state)
     if pair.seen is not None:
         out.append(
-            GaugeMetricFamily(
+            GaugeFamily(
                 "carpd_peer_last_message_age_seconds",
                 "Seconds since the last valid message from the peer.",
                 pair.seen,
             )
         )
-    rejected = CounterMetricFamily(
+    rejected = CounterFamily(
         "carpd_peer_rejected_messages", "Messages from the peer dropped, by why.", labels=["why"]
     )
     for why in sorted({*REJECTS, *pair.rejected}):
         rejected.add_metric([why], pair.rejected.get(why, 0))
     out.append(rejected)
-    dropped = CounterMetricFamily(
+    dropped = CounterFamily(
         "carpd_peer_dropped_sections",
         "Optional message sections left out, by section and why: size (this node's message "
         "would have been too large), format (the peer's section failed the check).",
@@ -349,7 +349,7 @@ def pair_families(pair: PairStatus, possible: Iterable[str]) -> list[Metric]:
     for section, why in sorted({*SECTION_DROPS, *pair.dropped_sections}):
         dropped.add_metric([section, why], pair.dropped_sections.get((section, why), 0))
     out.append(dropped)
-    withheld = GaugeMetricFamily(
+    withheld = GaugeFamily(
         "carpd_pair_withheld",
         "1 for each reason not acted on because the peer has it too, 0 for the others.",
         labels=["reason"],
@@ -358,14 +358,14 @@ def pair_families(pair: PairStatus, possible: Iterable[str]) -> list[Metric]:
         withheld.add_metric([reason], int(reason in pair.withheld))
     out.append(withheld)
     out.append(
-        GaugeMetricFamily(
+        GaugeFamily(
             "carpd_pair_split_brain",
             "How many vhids are MASTER on both nodes of the pair.",
             len(pair.split_brain),
         )
     )
     out.append(
-        GaugeMetricFamily(
+        GaugeFamily(
             "carpd_pair_split",
             "1 if the managed VIPs are MASTER partly on this node, partly on the peer.",
             int(pair.split),
@@ -380,9 +380,9 @@ class StatusCollector(Collector):
     def __init__(self, get_status: Callable[[], Status]) -> None:
         self._get_status = get_status
         # (status, families): one tuple swapped in whole, so concurrent scrapes are safe.
-        self._cache: tuple[Status, list[Metric]] | None = None
+        self._cache: tuple[Status, list[Family]] | None = None
 
-    def collect(self) -> Iterable[Metric]:
+    def collect(self) -> Iterable[Family]:
         status = self._get_status()
         cache = self._cache
         if cache is not None and cache[0] is status:
@@ -405,8 +405,8 @@ class ProcessCollector(Collector):
             self._process, self._pid = psutil.Process(pid), pid
         return self._process
 
-    def collect(self) -> Iterable[Metric]:
-        out: list[Metric] = []
+    def collect(self) -> Iterable[Family]:
+        out: list[Family] = []
         try:
             proc = self._proc()
         except psutil.Error:
@@ -427,7 +427,7 @@ class ProcessCollector(Collector):
         max_fds = read(_max_fds)
         if cpu is not None:
             out.append(
-                CounterMetricFamily(
+                CounterFamily(
                     "process_cpu_seconds", "Total user and system CPU time spent in seconds.", cpu
                 )
             )
@@ -443,7 +443,7 @@ class ProcessCollector(Collector):
             ("process_max_fds", "Maximum number of open file descriptors.", max_fds),
         ):
             if value is not None:
-                out.append(GaugeMetricFamily(name, doc, value))
+                out.append(GaugeFamily(name, doc, value))
         return out
 
 
@@ -454,16 +454,9 @@ def _max_fds() -> float:
     return float(soft)
 
 
-def make_registry(
-    get_status: Callable[[], Status], extra: Iterable[Collector] = ()
-) -> CollectorRegistry:
-    """A registry of our own (never the global one): carpd_* and process_* only."""
-    registry = CollectorRegistry(auto_describe=False)
-    registry.register(StatusCollector(get_status))
-    registry.register(ProcessCollector())
-    for collector in extra:
-        registry.register(collector)
-    return registry
+def make_registry(get_status: Callable[[], Status], extra: Iterable[Collector] = ()) -> Registry:
+    """The endpoint's collectors: carpd_* and process_* (and `extra`), in that order."""
+    return Registry([StatusCollector(get_status), ProcessCollector(), *extra])
 
 
 # --- the HTTP server --------------------------------------------------------------------
@@ -497,37 +490,56 @@ def parse_listen(listen: str) -> tuple[str, int]:
     return host, port
 
 
-class _DeadlineReader(io.RawIOBase):
-    """The connection's input, every read bounded by what is left of the request's deadline
-    (a socket timeout alone restarts with each line a slow client sends)."""
+# The endpoint speaks just enough HTTP/1.0 for a scraper: one request a connection, any path
+# answers the metrics (as prometheus_client's WSGI app does), /favicon.ico an empty page,
+# OPTIONS the allowed methods, any other method 405. Its own few lines instead of
+# http.server/socketserver/wsgiref, which cost more resident memory than the rest of the
+# endpoint (see exposition.py).
 
-    def __init__(self, sock: socket.socket, end: float) -> None:
-        self._sock = sock
-        self._end = end
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: Any) -> int:
-        self._sock.settimeout(_left(self._end))
-        return self._sock.recv_into(buffer)
+HEAD_LIMIT = 16384  # bytes of request line and headers; a longer head is answered 400
+LISTEN_BACKLOG = 64  # room for a burst beyond the slots
+ALLOW = "OPTIONS,GET"
+REASONS = {200: "OK", 400: "Bad Request", 405: "Method Not Allowed"}
 
 
-class _DeadlineWriter(io.BufferedIOBase):
-    """The connection's output (unbuffered, like socketserver's), under the same deadline."""
+def _gzip_accepted(accept_encoding: str) -> bool:
+    return "gzip" in (e.split(";")[0].strip() for e in accept_encoding.split(","))
 
-    def __init__(self, sock: socket.socket, end: float) -> None:
-        self._sock = sock
-        self._end = end
 
-    def writable(self) -> bool:
-        return True
+def respond(head: bytes, render: Callable[[], bytes]) -> bytes:
+    """The whole answer to a request `head` (request line and headers): status line, headers,
+    body. Pure but for `render`, which is called only for a GET of the metrics."""
+    lines = head.decode("latin-1").splitlines()
+    words = lines[0].split() if lines else []
+    if len(words) not in (2, 3):
+        return _answer(400, [], b"")
+    method, target = words[0], words[1]
+    headers: dict[str, str] = {}
+    for line in lines[1:]:
+        name, colon, value = line.partition(":")
+        if colon:
+            headers[name.strip().lower()] = value.strip()
+    if method == "OPTIONS":
+        return _answer(200, [("Allow", ALLOW)], b"")
+    if method != "GET":
+        body = f"# HTTP 405 Method Not Allowed: {method}; use OPTIONS or GET\n".encode()
+        return _answer(405, [("Allow", ALLOW)], body)
+    if target.split("?", 1)[0] == "/favicon.ico":
+        return _answer(200, [], b"")
+    body = render()
+    fields = [("Content-Type", CONTENT_TYPE)]
+    if _gzip_accepted(headers.get("accept-encoding", "")):
+        packer = zlib.compressobj(9, zlib.DEFLATED, 31)  # 31: the gzip wrapper
+        body = packer.compress(body) + packer.flush()
+        fields.append(("Content-Encoding", "gzip"))
+    return _answer(200, fields, body)
 
-    def write(self, data: Any) -> int:
-        self._sock.settimeout(_left(self._end))
-        self._sock.sendall(data)  # the timeout bounds the whole sendall (Python >= 3.5)
-        with memoryview(data) as view:
-            return view.nbytes
+
+def _answer(code: int, fields: list[tuple[str, str]], body: bytes) -> bytes:
+    lines = [f"HTTP/1.0 {code} {REASONS[code]}"]
+    lines += [f"{name}: {value}" for name, value in fields]
+    lines += [f"Content-Length: {len(body)}", "Connection: close", "", ""]
+    return "\r\n".join(lines).encode("latin-1") + body
 
 
 def _left(end: float) -> float:
@@ -537,63 +549,120 @@ def _left(end: float) -> float:
     return left
 
 
-class _Handler(WSGIRequestHandler):
-    deadline = REQUEST_DEADLINE  # for the whole request
+class _Handler:
+    """One connection: read the request head, answer, close; all of it within `deadline`
+    (a socket timeout alone restarts with each line a slow client sends)."""
 
-    def setup(self) -> None:
-        self.connection = self.request
+    deadline = REQUEST_DEADLINE  # for the whole request, accept to the last byte sent
+
+    def __init__(self, conn: socket.socket, render: Callable[[], bytes]) -> None:
+        self.conn = conn
+        self.render = render
+
+    def handle(self) -> None:
         end = time.monotonic() + self.deadline
-        self.rfile = io.BufferedReader(_DeadlineReader(self.connection, end))
-        self.wfile = _DeadlineWriter(self.connection, end)
+        try:
+            head = self._read_head(end)
+            if head is not None:
+                self.conn.settimeout(_left(end))
+                self.conn.sendall(respond(head, self.render))  # bounded by the timeout
+        except OSError:  # a scraper that stalled (TimeoutError) or hung up: nothing to say
+            pass
+        finally:
+            self.conn.close()
 
-    def log_message(self, format: str, *args: Any) -> None:
-        """Log nothing: a scrape every few seconds is not news."""
+    def _read_head(self, end: float) -> bytes | None:
+        data = b""
+        while True:
+            for mark in (b"\r\n\r\n", b"\n\n"):
+                at = data.find(mark)
+                if 0 <= at <= HEAD_LIMIT:
+                    return data[:at]
+            if len(data) > HEAD_LIMIT:
+                return b""  # answered 400
+            self.conn.settimeout(_left(end))
+            chunk = self.conn.recv(4096)
+            if not chunk:
+                return None  # closed before the end of the request: no answer
+            data += chunk
 
 
-class MetricsServer(ThreadingWSGIServer):
-    """prometheus_client's ThreadingWSGIServer, bounded: at most MAX_CONCURRENT_REQUESTS at
-    once (more are closed at once), REQUEST_DEADLINE for a whole request, no reverse DNS at
-    bind time, no SO_REUSEPORT (a second daemon must not share the port silently)."""
+class MetricsServer:
+    """The endpoint: one thread accepts, each request is served by a thread of its own, at
+    most MAX_CONCURRENT_REQUESTS at once (more are closed at once), REQUEST_DEADLINE for a
+    whole request. No reverse DNS at bind time, no SO_REUSEPORT (a second daemon must not
+    share the port silently). The accepting thread sleeps until a connection or stop()."""
 
-    allow_reuse_port = False
-    request_queue_size = 64  # the listen backlog: room for a burst beyond the slots
-
-    def __init__(self, address: tuple[Any, ...], family: socket.AddressFamily) -> None:
+    def __init__(
+        self, address: tuple[Any, ...], family: socket.AddressFamily, render: Callable[[], bytes]
+    ) -> None:
         self.address_family = family
+        self.render = render
+        self.socket = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            self.socket.bind(address)
+            self.socket.listen(LISTEN_BACKLOG)
+            self.socket.setblocking(False)
+        except OSError:
+            self.socket.close()
+            raise
+        self.server_address: tuple[Any, ...] = self.socket.getsockname()
         self._slots = threading.BoundedSemaphore(MAX_CONCURRENT_REQUESTS)
-        super().__init__(address, _Handler)
+        self._wake, self._waker = socket.socketpair()
+        self._stopping = False
 
     @property
     def port(self) -> int:
         """The port bound, the real one when asked for port 0."""
-        return int(self.socket.getsockname()[1])
+        return int(self.server_address[1])
 
-    def server_bind(self) -> None:
-        # HTTPServer.server_bind would call socket.getfqdn(): a DNS lookup, with no deadline.
-        socketserver.TCPServer.server_bind(self)
-        host, port = self.socket.getsockname()[:2]
-        self.server_name = str(host)
-        self.server_port = int(port)
-        self.setup_environ()
+    def serve_forever(self) -> None:
+        """Accept until stop()."""
+        listening, wake = self.socket, self._wake
+        while True:
+            ready, _, _ = select.select([listening, wake], [], [])
+            if self._stopping:
+                return
+            if listening not in ready:
+                continue
+            try:
+                conn, _ = listening.accept()
+            except BlockingIOError:  # the client left between select and accept
+                continue
+            except OSError:  # out of descriptors or memory: let the scraper retry later
+                time.sleep(0.1)
+                continue
+            self._dispatch(conn)
 
-    def process_request(self, request: Any, client_address: Any) -> None:
+    def _dispatch(self, conn: socket.socket) -> None:
         if not self._slots.acquire(blocking=False):
-            self.shutdown_request(request)  # too many at once: the scraper will retry
+            conn.close()  # too many at once: the scraper will retry
             return
         try:
-            super().process_request(request, client_address)
-        except BaseException:
+            thread = threading.Thread(target=self._serve, args=(conn,), daemon=True)
+            thread.start()
+        except RuntimeError:  # no thread to be had: as if over the limit
             self._slots.release()
-            raise
+            conn.close()
 
-    def process_request_thread(self, request: Any, client_address: Any) -> None:
+    def _serve(self, conn: socket.socket) -> None:
         try:
-            super().process_request_thread(request, client_address)
+            _Handler(conn, self.render).handle()
         finally:
             self._slots.release()
 
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        """A scraper that stalled or hung up: nothing to report, nothing to print."""
+    def stop(self) -> None:
+        """Make serve_forever return (from any thread)."""
+        self._stopping = True
+        with contextlib.suppress(OSError):  # closed: serve_forever is on its way out anyway
+            self._waker.send(b"x")
+
+    def close(self) -> None:
+        """Close the listening socket (after serve_forever has returned)."""
+        self.socket.close()
+        self._wake.close()
+        self._waker.close()
 
 
 def start_metrics_server(
@@ -608,38 +677,16 @@ def start_metrics_server(
     # kept: an IPv6 link-local address needs its scope ("[fe80::1%em0]:9723").
     infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     family, _, _, _, sockaddr = infos[0]
-    server = MetricsServer(tuple(sockaddr), family)
-    app = make_wsgi_app(make_registry(get_status, extra))
-    server.set_app(app)
-    # The thread sleeps in select() until a scrape comes (not every 0.5 s, socketserver's
-    # default: 0.5 s of CPU an hour at idle); stop_metrics_server wakes it with a connection.
-    thread = threading.Thread(
-        target=server.serve_forever, args=(IDLE_POLL,), name="carpd-metrics", daemon=True
-    )
+    server = MetricsServer(tuple(sockaddr), family, make_registry(get_status, extra).render)
+    thread = threading.Thread(target=server.serve_forever, name="carpd-metrics", daemon=True)
     thread.start()
     return server, thread
-
-
-IDLE_POLL = 3600.0  # seconds serve_forever waits in select() between shutdown checks
-
-
-def _wake(server: MetricsServer) -> None:
-    """Connect once, so that serve_forever's select() returns and sees the shutdown."""
-    try:
-        with socket.socket(server.address_family, socket.SOCK_STREAM) as s:
-            s.settimeout(1.0)
-            s.connect(server.server_address)
-    except OSError:
-        pass  # not listening any more: serve_forever is on its way out anyway
 
 
 def stop_metrics_server(
     server: MetricsServer, thread: threading.Thread, timeout: float = 5.0
 ) -> None:
-    """Stop accepting, close the socket, wait (at most `timeout`) for the thread."""
-    waker = threading.Timer(0.01, _wake, args=(server,))
-    waker.start()  # shutdown() blocks until serve_forever notices: wake it
-    server.shutdown()
-    waker.cancel()
-    server.server_close()
+    """Stop accepting, wait (at most `timeout`) for the thread, close the socket."""
+    server.stop()
     thread.join(timeout)
+    server.close()

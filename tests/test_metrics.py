@@ -7,6 +7,7 @@ skips the tests that need it; in CI (CI=true) it fails them.
 
 from __future__ import annotations
 
+import gzip
 import socket
 import subprocess
 import threading
@@ -22,7 +23,7 @@ from types import MappingProxyType
 from typing import TypeVar
 
 import pytest
-from prometheus_client import REGISTRY, CollectorRegistry, generate_latest
+from prometheus_client import generate_latest
 from prometheus_client.metrics_core import Metric
 from prometheus_client.openmetrics import exposition as openmetrics_exposition
 from prometheus_client.openmetrics import parser as openmetrics_parser
@@ -32,6 +33,7 @@ import carpd_py
 from carpd_py import metrics
 from carpd_py.config import Config, DemoteConfig, SyncConfig, UpstreamConfig
 from carpd_py.decide import Memory, VhidRecord, vhid_map
+from carpd_py.exposition import Registry
 from carpd_py.hysteresis import Check
 from carpd_py.metrics import (
     StatusCollector,
@@ -46,12 +48,13 @@ from carpd_py.pairing import PairStatus
 from carpd_py.supervisor import Status
 from carpd_py.telemetry import Telemetry
 
+from .promclient import AsClient, Frozen
 from .prometheus import api, poll, running_prometheus, tool
 
 T = TypeVar("T")
 
 # The OpenMetrics side of prometheus_client has no annotations.
-generate_openmetrics: Callable[[CollectorRegistry], bytes] = openmetrics_exposition.generate_latest
+generate_openmetrics: Callable[[AsClient], bytes] = openmetrics_exposition.generate_latest
 parse_openmetrics: Callable[[str], Iterator[Metric]] = (
     openmetrics_parser.text_string_to_metric_families
 )
@@ -169,7 +172,8 @@ def samples_of(text: str) -> Samples:
 
 
 def exposition(status: Status) -> str:
-    return generate_latest(make_registry(lambda: status)).decode()
+    """What the endpoint serves for `status`."""
+    return make_registry(lambda: status).render().decode()
 
 
 def get(samples: Samples, name: str, **labels: str) -> float:
@@ -349,9 +353,34 @@ def test_process_metrics_with_the_standard_names() -> None:
     assert get(s, "process_open_fds") >= 3
 
 
-def test_own_registry_leaves_the_global_one_alone() -> None:
-    make_registry(demoted_status)
-    assert b"carpd_" not in generate_latest(REGISTRY)
+@pytest.mark.parametrize(
+    "status",
+    [
+        pytest.param(demoted_status(), id="demoted"),
+        pytest.param(Status(config=Config(), started=SINCE), id="empty"),
+        pytest.param(
+            replace(
+                demoted_status(),
+                pair=PairStatus(
+                    state="up",
+                    seen=0.4,
+                    withheld=("sync",),
+                    split_brain=(10,),
+                    split=True,
+                    rejected=MappingProxyType({"auth": 3}),
+                ),
+            ),
+            id="pair",
+        ),
+    ],
+)
+def test_the_daemon_renders_what_prometheus_client_renders(status: Status) -> None:
+    """Byte for byte, every family (process_* included: one collection for both)."""
+    families = list(make_registry(lambda: status).collect())
+    frozen = Registry([Frozen(families)])
+    assert frozen.render() == generate_latest(AsClient(frozen))
+    assert b"carpd_demoted " in frozen.render()
+    assert b"process_cpu_seconds_total " in frozen.render()
 
 
 def test_families_are_built_once_per_status() -> None:
@@ -365,7 +394,7 @@ def test_families_are_built_once_per_status() -> None:
 
 def test_openmetrics_exposition_is_valid() -> None:
     """Prometheus asks for OpenMetrics first; its strict parser must accept what we serve."""
-    text = generate_openmetrics(make_registry(demoted_status)).decode()
+    text = generate_openmetrics(AsClient(make_registry(demoted_status))).decode()
     names = {f.name for f in parse_openmetrics(text)}
     assert {"carpd_demotions", "carpd_carp_state", "carpd_probe_duration_seconds"} <= names
 
@@ -407,7 +436,7 @@ def test_collect_256_carp_interfaces_is_fast() -> None:
     build = time.perf_counter() - start
     registry = make_registry(lambda: status)
     start = time.perf_counter()
-    text = generate_latest(registry)
+    text = registry.render()
     scrape = time.perf_counter() - start
     assert sum(len(f.samples) for f in families) > 256 * 6
     assert text.count(b"carpd_carp_state{") == 256 * 3
@@ -684,3 +713,68 @@ def test_slow_clients_are_cut_at_the_request_deadline_and_never_lock_prometheus_
             for s in slow:
                 s.close()
     assert capfd.readouterr().err == ""
+
+
+# --- the HTTP answers (what prometheus_client's WSGI app answered) -------------------------
+
+
+def split_answer(raw: bytes) -> tuple[str, dict[str, str], bytes]:
+    head, _, body = raw.partition(b"\r\n\r\n")
+    status, *fields = head.decode("latin-1").split("\r\n")
+    return status, dict(f.split(": ", 1) for f in fields), body
+
+
+def test_a_get_is_answered_with_the_text_format() -> None:
+    status, fields, body = split_answer(
+        metrics.respond(b"GET /metrics HTTP/1.1\r\nHost: x\r\nAccept: */*", lambda: b"m 1.0\n")
+    )
+    assert status == "HTTP/1.0 200 OK"
+    assert fields["Content-Type"] == "text/plain; version=0.0.4; charset=utf-8"
+    assert fields["Content-Length"] == "6"
+    assert "Content-Encoding" not in fields
+    assert body == b"m 1.0\n"
+
+
+def test_gzip_when_the_scraper_accepts_it() -> None:
+    text = exposition(demoted_status()).encode()
+    head = b"GET /metrics HTTP/1.1\r\nAccept-Encoding: deflate, gzip;q=1.0"
+    _, fields, body = split_answer(metrics.respond(head, lambda: text))
+    assert fields["Content-Encoding"] == "gzip"
+    assert int(fields["Content-Length"]) == len(body) < len(text)
+    assert gzip.decompress(body) == text
+
+
+@pytest.mark.parametrize(
+    ("head", "status", "allow", "body"),
+    [
+        (b"OPTIONS /metrics HTTP/1.1", "HTTP/1.0 200 OK", "OPTIONS,GET", b""),
+        (
+            b"POST /metrics HTTP/1.1\r\nContent-Length: 0",
+            "HTTP/1.0 405 Method Not Allowed",
+            "OPTIONS,GET",
+            b"# HTTP 405 Method Not Allowed: POST; use OPTIONS or GET\n",
+        ),
+        (b"GET /favicon.ico HTTP/1.1", "HTTP/1.0 200 OK", None, b""),
+        (b"nonsense", "HTTP/1.0 400 Bad Request", None, b""),
+        (b"", "HTTP/1.0 400 Bad Request", None, b""),
+    ],
+)
+def test_other_requests(head: bytes, status: str, allow: str | None, body: bytes) -> None:
+    def render() -> bytes:
+        raise AssertionError("rendered for a request that does not get the metrics")
+
+    got_status, fields, got_body = split_answer(metrics.respond(head, render))
+    assert (got_status, fields.get("Allow"), got_body) == (status, allow, body)
+
+
+def test_a_head_too_long_is_refused() -> None:
+    with serving("127.0.0.1:0", demoted_status) as server:
+        with socket.create_connection(("127.0.0.1", server.port), timeout=5) as s:
+            s.sendall(b"GET /metrics HTTP/1.1\r\n" + b"X-Big: " + b"y" * 20000 + b"\r\n\r\n")
+            answer = b""
+            try:
+                while chunk := s.recv(4096):
+                    answer += chunk
+            except ConnectionResetError:  # closed with some of the head unread: a reset
+                pass
+        assert answer == b"" or answer.startswith(b"HTTP/1.0 400 Bad Request\r\n")
