@@ -4,15 +4,16 @@ prometheus_client.generate_latest renders for the same families, escaping includ
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from prometheus_client import generate_latest
-from prometheus_client.utils import floatToGoString
+from prometheus_client import generate_latest, utils
 
 from carpd_py.exposition import (
     CounterFamily,
+    Family,
     GaugeFamily,
     HistogramFamily,
     Registry,
@@ -21,6 +22,8 @@ from carpd_py.exposition import (
 )
 
 from .promclient import AsClient, Frozen
+
+floatToGoString: Callable[[float], str] = utils.floatToGoString
 
 
 @pytest.mark.parametrize(
@@ -37,7 +40,7 @@ def test_any_number_is_written_as_prometheus_client_writes_it(value: float) -> N
     assert go_float(value) == floatToGoString(value)
 
 
-def families() -> list[GaugeFamily | CounterFamily | HistogramFamily]:
+def families() -> list[Family]:
     plain = GaugeFamily("carpd_plain", "A value without labels.", 3)
     odd = GaugeFamily(
         "carpd_odd",
