@@ -167,12 +167,8 @@ LAYERS: tuple[tuple[str, str], ...] = (
     ("python (bare interpreter)", ""),
     ("+ ssl (trio imports it)", "import ssl"),
     ("+ trio", "import trio"),
-    ("+ structlog, logging", "import trio, structlog, logging.handlers"),
-    ("+ psutil", "import trio, structlog, logging.handlers, psutil"),
-    (
-        "+ prometheus_client (HTTP server)",
-        "import trio, structlog, logging.handlers, psutil, prometheus_client.exposition",
-    ),
+    ("+ psutil", "import trio, psutil"),
+    ("+ logging, json, tomllib", "import trio, psutil, logging, json, tomllib"),
     ("+ carpd_py.daemon (everything)", "import carpd_py.daemon"),
 )
 

@@ -393,7 +393,9 @@ def test_families_are_built_once_per_status() -> None:
 
 
 def test_openmetrics_exposition_is_valid() -> None:
-    """Prometheus asks for OpenMetrics first; its strict parser must accept what we serve."""
+    """The families are valid OpenMetrics too (the endpoint serves the text format 0.0.4 to
+    every scraper; a scraper that converts it, or a later endpoint that negotiates, must be
+    able to): prometheus_client's strict parser accepts them as its exposition writes them."""
     text = generate_openmetrics(AsClient(make_registry(demoted_status))).decode()
     names = {f.name for f in parse_openmetrics(text)}
     assert {"carpd_demotions", "carpd_carp_state", "carpd_probe_duration_seconds"} <= names
