@@ -499,7 +499,7 @@ def parse_listen(listen: str) -> tuple[str, int]:
 HEAD_LIMIT = 16384  # bytes of request line and headers; a longer head is answered 400
 LISTEN_BACKLOG = 64  # room for a burst beyond the slots
 ALLOW = "OPTIONS,GET"
-REASONS = {200: "OK", 400: "Bad Request", 405: "Method Not Allowed"}
+REASONS = {200: "OK", 400: "Bad Request", 405: "Method Not Allowed", 500: "Internal Server Error"}
 
 
 def _gzip_accepted(accept_encoding: str) -> bool:
@@ -564,8 +564,12 @@ class _Handler:
         try:
             head = self._read_head(end)
             if head is not None:
+                try:
+                    answer = respond(head, self.render)
+                except Exception:  # a collector's bug: an error page, never a traceback
+                    answer = _answer(500, [], b"")
                 self.conn.settimeout(_left(end))
-                self.conn.sendall(respond(head, self.render))  # bounded by the timeout
+                self.conn.sendall(answer)  # bounded by the timeout
         except OSError:  # a scraper that stalled (TimeoutError) or hung up: nothing to say
             pass
         finally:

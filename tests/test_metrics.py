@@ -780,3 +780,17 @@ def test_a_head_too_long_is_refused() -> None:
             except ConnectionResetError:  # closed with some of the head unread: a reset
                 pass
         assert answer == b"" or answer.startswith(b"HTTP/1.0 400 Bad Request\r\n")
+
+
+def test_a_failing_collector_gets_an_error_page_and_no_traceback(
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    def broken() -> Status:
+        raise RuntimeError("a bug")
+
+    with serving("127.0.0.1:0", broken) as server:
+        with pytest.raises(urllib.error.HTTPError) as caught:
+            fetch(f"http://127.0.0.1:{server.port}/metrics")
+        assert caught.value.code == 500
+        caught.value.close()
+    assert capfd.readouterr().err == ""
