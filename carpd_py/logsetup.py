@@ -1,19 +1,16 @@
-"""Logging: structured events (an event and key=value fields, with fields bound to a
-logger) as one grep-able line, to syslog(3)'s socket or to stderr.
+"""Logging: structlog events as one grep-able line, to syslog(3)'s socket or to stderr.
 
 On syslog the line is `carpd_py[PID]: event key=value ...` with no timestamp (syslogd adds
 it). What an operator must see (demote, restore, role change, maintenance, adopted hand
 change, command failure) is logged at NOTICE or above, so that the default /etc/syslog.conf
 puts it in /var/log/messages. Records of other libraries go through the same formatter.
 
-The events travel as stdlib logging records (the fields in one attribute), formatted by
-`render`. structlog did this until 0.1; importing it imports asyncio (its async logger
-methods), about 2.7 MB of the daemon's resident memory for what these few lines do.
+syslog(3) is spoken by a handler of our own rather than logging.handlers' SysLogHandler:
+the same bytes, without importing logging.handlers (0.2 MB resident for one class).
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import socket
@@ -21,9 +18,28 @@ import sys
 from collections.abc import MutableMapping
 from typing import Any, TextIO
 
+import structlog
+
 NOTICE = 25
 logging.addLevelName(NOTICE, "NOTICE")
-FIELDS = "carpd_fields"  # the record attribute that holds an event's fields
+
+
+class _Logger(logging.Logger):
+    """A stdlib logger with notice(), so that structlog can proxy to it."""
+
+    def notice(self, msg: object, *args: object, **kwargs: Any) -> None:
+        if self.isEnabledFor(NOTICE):
+            self._log(NOTICE, msg, args, **kwargs)
+
+
+def _logger_factory(*args: Any) -> logging.Logger:
+    """Loggers of our own class (structlog's LoggerFactory would make its own)."""
+    previous = logging.getLoggerClass()
+    logging.setLoggerClass(_Logger)
+    try:
+        return logging.getLogger(str(args[0]) if args else IDENT)
+    finally:
+        logging.setLoggerClass(previous)
 
 
 LEVELS = {
@@ -52,10 +68,10 @@ def _quote(value: object) -> str:
     return text
 
 
-def render(event_dict: MutableMapping[str, Any]) -> str:
+def render(_: Any, __: str, event_dict: MutableMapping[str, Any]) -> str:
     """`event key=value key=value`: the event first, then the rest in the order given."""
     event = str(event_dict.pop("event", ""))
-    for noise in ("level", "logger", "timestamp"):
+    for noise in ("level", "logger", "timestamp", "_record", "_from_structlog"):
         event_dict.pop(noise, None)
     exc = event_dict.pop("exc_info", None)
     parts = [event, *(f"{k}={_quote(v)}" for k, v in event_dict.items())]
@@ -64,22 +80,6 @@ def render(event_dict: MutableMapping[str, Any]) -> str:
         error = exc[1] if isinstance(exc, tuple) else sys.exc_info()[1]
         line += f" exc={_quote(repr(error))}"
     return line
-
-
-class _LineFormatter(logging.Formatter):
-    """One line by `render`: our events with their fields, other libraries' records with
-    their message (and the exception they carry)."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        fields = getattr(record, FIELDS, None)
-        if fields is not None:
-            return render(dict(fields))
-        event: dict[str, Any] = {"event": record.getMessage()}
-        if record.exc_info:
-            event["exc_info"] = record.exc_info
-        if record.stack_info:
-            event["stack_info"] = record.stack_info
-        return render(event)
 
 
 # syslog(3)'s facility and priority codes (sys/syslog.h).
@@ -91,20 +91,18 @@ PRIORITIES = {"CRITICAL": 2, "ERROR": 3, "WARNING": 4, "NOTICE": 5, "INFO": 6, "
 
 class _SyslogHandler(logging.Handler):
     """syslog(3) over its Unix socket: `<PRI>ident line` and a NUL, as logging.handlers'
-    SysLogHandler sends it (a datagram socket, else a stream), which costs more to import
-    than the rest of logging (pickle for its SocketHandler). When a send fails (syslogd
-    restarted) it reconnects and sends once more; a line that still cannot go is dropped, as
-    syslog(3) drops it: never a traceback on stderr (a detached daemon's stderr is
-    /dev/null)."""
+    SysLogHandler sends it (a datagram socket, else a stream). Like it, it raises OSError
+    when the socket cannot be reached at start (setup() then logs to stderr and says so).
+    When a send fails (syslogd restarted) it reconnects and sends once more; a line that
+    still cannot go is dropped, as syslog(3) drops it: never a traceback on stderr (a
+    detached daemon's stderr is /dev/null)."""
 
     def __init__(self, address: str, facility: int, ident: str) -> None:
         super().__init__()
         self.address = address
         self.facility = facility
         self.ident = ident
-        self.socket: socket.socket | None = None
-        with contextlib.suppress(OSError):  # as openlog(3): syslogd may come later
-            self.socket = self._connect()
+        self.socket: socket.socket | None = self._connect()
 
     def _connect(self) -> socket.socket:
         for kind in (socket.SOCK_DGRAM, socket.SOCK_STREAM):
@@ -145,38 +143,30 @@ class _SyslogHandler(logging.Handler):
 
 
 class Log:
-    """The daemon's logger: `log.notice("event", key=value)`; `bind(key=value)` gives a
-    logger whose lines carry those fields first."""
+    """The daemon's logger: structlog underneath, with notice() added."""
 
     def __init__(self, name: str = IDENT) -> None:
-        self._logger = logging.getLogger(name)
-        self._context: dict[str, Any] = {}
+        self._log = structlog.stdlib.get_logger(name)
 
     def bind(self, **kw: Any) -> Log:
         new = Log.__new__(Log)
-        new._logger = self._logger
-        new._context = {**self._context, **kw}
+        new._log = self._log.bind(**kw)
         return new
 
-    def _log(self, level: int, event: str, kw: dict[str, Any]) -> None:
-        if self._logger.isEnabledFor(level):
-            fields = {**self._context, **kw, "event": event}
-            self._logger.log(level, event, extra={FIELDS: fields})
-
     def debug(self, event: str, **kw: Any) -> None:
-        self._log(logging.DEBUG, event, kw)
+        self._log.debug(event, **kw)
 
     def info(self, event: str, **kw: Any) -> None:
-        self._log(logging.INFO, event, kw)
+        self._log.info(event, **kw)
 
     def notice(self, event: str, **kw: Any) -> None:
-        self._log(NOTICE, event, kw)
+        self._log._proxy_to_logger("notice", event, **kw)
 
     def warning(self, event: str, **kw: Any) -> None:
-        self._log(logging.WARNING, event, kw)
+        self._log.warning(event, **kw)
 
     def error(self, event: str, **kw: Any) -> None:
-        self._log(logging.ERROR, event, kw)
+        self._log.error(event, **kw)
 
 
 class _ConsoleFormatter(logging.Formatter):
@@ -192,7 +182,10 @@ class _ConsoleFormatter(logging.Formatter):
 
 
 def _plain_formatter() -> logging.Formatter:
-    return _LineFormatter()
+    return structlog.stdlib.ProcessorFormatter(
+        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, render],
+        foreign_pre_chain=[structlog.stdlib.add_log_level],
+    )
 
 
 def setup(
@@ -207,6 +200,15 @@ def setup(
 
     If the syslog socket cannot be reached, logs go to stderr and the problem is returned.
     """
+    structlog.configure(
+        processors=[
+            structlog.stdlib.PositionalArgumentsFormatter(),
+            structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
+        ],
+        logger_factory=_logger_factory,
+        wrapper_class=structlog.stdlib.BoundLogger,
+        cache_logger_on_first_use=True,
+    )
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)

@@ -1,5 +1,5 @@
-"""The log line and the syslog handler of logsetup.py (the daemon's own, without structlog
-or logging.handlers): what syslogd receives, byte for byte."""
+"""The log line and the syslog handler of logsetup.py (structlog's events, our own syslog(3)
+handler instead of logging.handlers'): what syslogd receives, byte for byte."""
 
 from __future__ import annotations
 
@@ -55,17 +55,19 @@ def test_lines_reach_syslog_with_facility_priority_and_ident(
 
 def test_syslogd_away_then_back_loses_only_the_lines_it_missed(tmp_path: Path) -> None:
     path = tmp_path / "log.sock"
-    handler = _SyslogHandler(str(path), FACILITIES["daemon"], "x: ")  # no syslogd: no error
-    record = logging.LogRecord("carpd_py", NOTICE, __file__, 1, "lost", None, None)
+    with pytest.raises(OSError):  # as SysLogHandler: no syslogd at start is an error
+        _SyslogHandler(str(path), FACILITIES["daemon"], "x: ")
+    record = logging.LogRecord("carpd_py", NOTICE, __file__, 1, "first", None, None)
     record.levelname = "NOTICE"
-    handler.emit(record)  # dropped, silently
     with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
         sock.bind(str(path))
         sock.settimeout(5)
-        record.msg = "back"
+        handler = _SyslogHandler(str(path), FACILITIES["daemon"], "x: ")
         handler.emit(record)
-        assert sock.recv(4096) == b"<29>x: back\0"
+        assert sock.recv(4096) == b"<29>x: first\0"
     path.unlink()
+    record.msg = "lost"
+    handler.emit(record)  # syslogd away: dropped, silently
     with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:  # syslogd restarted
         sock.bind(str(path))
         sock.settimeout(5)
@@ -73,6 +75,18 @@ def test_syslogd_away_then_back_loses_only_the_lines_it_missed(tmp_path: Path) -
         handler.emit(record)
         assert sock.recv(4096) == b"<29>x: again\0"
     handler.close()
+
+
+def test_no_syslogd_at_start_logs_to_stderr_and_says_so(tmp_path: Path) -> None:
+    stream = io.StringIO()
+    try:
+        problem = setup("info", syslog_socket=str(tmp_path / "none"), stream=stream)
+        Log().notice("started")
+    finally:
+        drop_handlers()
+    assert problem is not None
+    assert problem.startswith(f"cannot log to syslog socket {tmp_path / 'none'}: ")
+    assert stream.getvalue().endswith(" notice  started\n")
 
 
 def test_foreground_lines_on_stderr() -> None:
