@@ -87,19 +87,19 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import psutil
+from prometheus_client import CollectorRegistry
+from prometheus_client.exposition import choose_encoder
+from prometheus_client.metrics_core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
 
 from . import __version__
 from .decide import MAINTENANCE
-from .exposition import (
-    CONTENT_TYPE,
-    Collector,
-    CounterFamily,
-    Family,
-    GaugeFamily,
-    HistogramFamily,
-    Registry,
-    go_float,
-)
 from .pairing import PairStatus
 from .peer import REJECTS
 from .rounds import SYNC, check_names
@@ -127,8 +127,8 @@ MAX_CONCURRENT_REQUESTS = 16  # more at once are closed without an answer
 REQUEST_DEADLINE = 5.0  # seconds for a whole request, accept to answer sent; then dropped
 
 
-# Bucket bounds spelled as Go and prometheus_client spell them ("0.005", "1.0").
-_le: Callable[[float], str] = go_float
+# Bucket bounds spelled as prometheus_client spells them ("0.005", "1.0"): le labels match.
+_le: Callable[[float], str] = floatToGoString
 
 
 def _state(text: str) -> str:
@@ -138,9 +138,9 @@ def _state(text: str) -> str:
 
 def _histogram(
     name: str, doc: str, series: Mapping[tuple[str, ...], HistogramSnapshot], labels: list[str]
-) -> HistogramFamily:
+) -> HistogramMetricFamily:
     """Per-bucket counts (telemetry) into the cumulative buckets Prometheus wants."""
-    family = HistogramFamily(name, doc, labels=labels)
+    family = HistogramMetricFamily(name, doc, labels=labels)
     for values, snap in series.items():
         buckets: list[tuple[str, float]] = []
         running = 0
@@ -153,23 +153,23 @@ def _histogram(
     return family
 
 
-def metric_families(status: Status) -> list[Family]:
+def metric_families(status: Status) -> list[Metric]:
     """Every carpd_* family for one Status. Pure: reads the frozen Status only."""
     config, memory, tele, view = status.config, status.memory, status.telemetry, status.view
-    out: list[Family] = []
+    out: list[Metric] = []
 
-    def gauge(name: str, doc: str, value: float | None = None) -> GaugeFamily:
-        family = GaugeFamily(name, doc, value=value)
+    def gauge(name: str, doc: str, value: float | None = None) -> GaugeMetricFamily:
+        family = GaugeMetricFamily(name, doc, value=value)
         out.append(family)
         return family
 
-    def labelled(name: str, doc: str, labels: list[str]) -> GaugeFamily:
-        family = GaugeFamily(name, doc, labels=labels)
+    def labelled(name: str, doc: str, labels: list[str]) -> GaugeMetricFamily:
+        family = GaugeMetricFamily(name, doc, labels=labels)
         out.append(family)
         return family
 
-    def counter(name: str, doc: str, labels: list[str]) -> CounterFamily:
-        family = CounterFamily(name, doc, labels=labels)
+    def counter(name: str, doc: str, labels: list[str]) -> CounterMetricFamily:
+        family = CounterMetricFamily(name, doc, labels=labels)
         out.append(family)
         return family
 
@@ -309,16 +309,16 @@ def metric_families(status: Status) -> list[Family]:
     return out
 
 
-def pair_families(pair: PairStatus, possible: Iterable[str]) -> list[Family]:
+def pair_families(pair: PairStatus, possible: Iterable[str]) -> list[Metric]:
     """The peer and the pair (only with [peer] configured)."""
-    out: list[Family] = [
-        GaugeFamily(
+    out: list[Metric] = [
+        GaugeMetricFamily(
             "carpd_peer_up",
             "1 if a valid message came from the peer within peer.timeout, else 0.",
             int(pair.state == "up"),
         )
     ]
-    state = GaugeFamily(
+    state = GaugeMetricFamily(
         "carpd_peer_state",
         "1 for the state of the peer channel, 0 for the others.",
         labels=["state"],
@@ -328,19 +328,19 @@ def pair_families(pair: PairStatus, possible: Iterable[str]) -> list[Family]:
     out.append(state)
     if pair.seen is not None:
         out.append(
-            GaugeFamily(
+            GaugeMetricFamily(
                 "carpd_peer_last_message_age_seconds",
                 "Seconds since the last valid message from the peer.",
                 pair.seen,
             )
         )
-    rejected = CounterFamily(
+    rejected = CounterMetricFamily(
         "carpd_peer_rejected_messages", "Messages from the peer dropped, by why.", labels=["why"]
     )
     for why in sorted({*REJECTS, *pair.rejected}):
         rejected.add_metric([why], pair.rejected.get(why, 0))
     out.append(rejected)
-    dropped = CounterFamily(
+    dropped = CounterMetricFamily(
         "carpd_peer_dropped_sections",
         "Optional message sections left out, by section and why: size (this node's message "
         "would have been too large), format (the peer's section failed the check).",
@@ -349,7 +349,7 @@ def pair_families(pair: PairStatus, possible: Iterable[str]) -> list[Family]:
     for section, why in sorted({*SECTION_DROPS, *pair.dropped_sections}):
         dropped.add_metric([section, why], pair.dropped_sections.get((section, why), 0))
     out.append(dropped)
-    withheld = GaugeFamily(
+    withheld = GaugeMetricFamily(
         "carpd_pair_withheld",
         "1 for each reason not acted on because the peer has it too, 0 for the others.",
         labels=["reason"],
@@ -358,14 +358,14 @@ def pair_families(pair: PairStatus, possible: Iterable[str]) -> list[Family]:
         withheld.add_metric([reason], int(reason in pair.withheld))
     out.append(withheld)
     out.append(
-        GaugeFamily(
+        GaugeMetricFamily(
             "carpd_pair_split_brain",
             "How many vhids are MASTER on both nodes of the pair.",
             len(pair.split_brain),
         )
     )
     out.append(
-        GaugeFamily(
+        GaugeMetricFamily(
             "carpd_pair_split",
             "1 if the managed VIPs are MASTER partly on this node, partly on the peer.",
             int(pair.split),
@@ -380,9 +380,9 @@ class StatusCollector(Collector):
     def __init__(self, get_status: Callable[[], Status]) -> None:
         self._get_status = get_status
         # (status, families): one tuple swapped in whole, so concurrent scrapes are safe.
-        self._cache: tuple[Status, list[Family]] | None = None
+        self._cache: tuple[Status, list[Metric]] | None = None
 
-    def collect(self) -> Iterable[Family]:
+    def collect(self) -> Iterable[Metric]:
         status = self._get_status()
         cache = self._cache
         if cache is not None and cache[0] is status:
@@ -405,8 +405,8 @@ class ProcessCollector(Collector):
             self._process, self._pid = psutil.Process(pid), pid
         return self._process
 
-    def collect(self) -> Iterable[Family]:
-        out: list[Family] = []
+    def collect(self) -> Iterable[Metric]:
+        out: list[Metric] = []
         try:
             proc = self._proc()
         except psutil.Error:
@@ -427,7 +427,7 @@ class ProcessCollector(Collector):
         max_fds = read(_max_fds)
         if cpu is not None:
             out.append(
-                CounterFamily(
+                CounterMetricFamily(
                     "process_cpu_seconds", "Total user and system CPU time spent in seconds.", cpu
                 )
             )
@@ -443,7 +443,7 @@ class ProcessCollector(Collector):
             ("process_max_fds", "Maximum number of open file descriptors.", max_fds),
         ):
             if value is not None:
-                out.append(GaugeFamily(name, doc, value))
+                out.append(GaugeMetricFamily(name, doc, value))
         return out
 
 
@@ -454,9 +454,16 @@ def _max_fds() -> float:
     return float(soft)
 
 
-def make_registry(get_status: Callable[[], Status], extra: Iterable[Collector] = ()) -> Registry:
-    """The endpoint's collectors: carpd_* and process_* (and `extra`), in that order."""
-    return Registry([StatusCollector(get_status), ProcessCollector(), *extra])
+def make_registry(
+    get_status: Callable[[], Status], extra: Iterable[Collector] = ()
+) -> CollectorRegistry:
+    """A registry of our own (never the global one): carpd_* and process_* only."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(StatusCollector(get_status))
+    registry.register(ProcessCollector())
+    for collector in extra:
+        registry.register(collector)
+    return registry
 
 
 # --- the HTTP server --------------------------------------------------------------------
@@ -490,11 +497,14 @@ def parse_listen(listen: str) -> tuple[str, int]:
     return host, port
 
 
-# The endpoint speaks just enough HTTP/1.0 for a scraper: one request a connection, any path
-# answers the metrics (as prometheus_client's WSGI app does), /favicon.ico an empty page,
-# OPTIONS the allowed methods, any other method 405. Its own few lines instead of
-# http.server/socketserver/wsgiref, which cost more resident memory than the rest of the
-# endpoint (see exposition.py).
+# The endpoint speaks just enough HTTP/1.0 for a scraper, as prometheus_client's WSGI app
+# answers: one request a connection, any path the metrics (all of them: its `?name[]=`
+# filter found no names in our registry, which does not describe its collectors), in the
+# format the Accept header asks for (prometheus_client's choose_encoder: its text format, or
+# OpenMetrics), gzipped if accepted; /favicon.ico an empty page, OPTIONS the allowed methods,
+# any other method 405. The body is prometheus_client's rendering; the HTTP around it is
+# these few lines (bounded threads, one deadline a request, a 500 when a collector raises)
+# rather than wsgiref's server subclassed to get those bounds.
 
 HEAD_LIMIT = 16384  # bytes of request line and headers; a longer head is answered 400
 LISTEN_BACKLOG = 64  # room for a burst beyond the slots
@@ -503,12 +513,12 @@ REASONS = {200: "OK", 400: "Bad Request", 405: "Method Not Allowed", 500: "Inter
 
 
 def _gzip_accepted(accept_encoding: str) -> bool:
-    return "gzip" in (e.split(";")[0].strip() for e in accept_encoding.split(","))
+    return "gzip" in (e.split(";")[0].strip().lower() for e in accept_encoding.split(","))
 
 
-def respond(head: bytes, render: Callable[[], bytes]) -> bytes:
+def respond(head: bytes, registry: CollectorRegistry) -> bytes:
     """The whole answer to a request `head` (request line and headers): status line, headers,
-    body. Pure but for `render`, which is called only for a GET of the metrics."""
+    body. Pure but for the registry, which is collected only for a GET of the metrics."""
     lines = head.decode("latin-1").splitlines()
     words = lines[0].split() if lines else []
     if len(words) not in (2, 3):
@@ -526,8 +536,9 @@ def respond(head: bytes, render: Callable[[], bytes]) -> bytes:
         return _answer(405, [("Allow", ALLOW)], body)
     if target.split("?", 1)[0] == "/favicon.ico":
         return _answer(200, [], b"")
-    body = render()
-    fields = [("Content-Type", CONTENT_TYPE)]
+    encoder, content_type = choose_encoder(headers.get("accept", ""))
+    body = encoder(registry)
+    fields = [("Content-Type", content_type)]
     if _gzip_accepted(headers.get("accept-encoding", "")):
         packer = zlib.compressobj(9, zlib.DEFLATED, 31)  # 31: the gzip wrapper
         body = packer.compress(body) + packer.flush()
@@ -555,9 +566,9 @@ class _Handler:
 
     deadline = REQUEST_DEADLINE  # for the whole request, accept to the last byte sent
 
-    def __init__(self, conn: socket.socket, render: Callable[[], bytes]) -> None:
+    def __init__(self, conn: socket.socket, registry: CollectorRegistry) -> None:
         self.conn = conn
-        self.render = render
+        self.registry = registry
 
     def handle(self) -> None:
         end = time.monotonic() + self.deadline
@@ -565,7 +576,7 @@ class _Handler:
             head = self._read_head(end)
             if head is not None:
                 try:
-                    answer = respond(head, self.render)
+                    answer = respond(head, self.registry)
                 except Exception:  # a collector's bug: an error page, never a traceback
                     answer = _answer(500, [], b"")
                 self.conn.settimeout(_left(end))
@@ -598,10 +609,13 @@ class MetricsServer:
     share the port silently). The accepting thread sleeps until a connection or stop()."""
 
     def __init__(
-        self, address: tuple[Any, ...], family: socket.AddressFamily, render: Callable[[], bytes]
+        self,
+        address: tuple[Any, ...],
+        family: socket.AddressFamily,
+        registry: CollectorRegistry,
     ) -> None:
         self.address_family = family
-        self.render = render
+        self.registry = registry
         self.socket = socket.socket(family, socket.SOCK_STREAM)
         try:
             self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -652,7 +666,7 @@ class MetricsServer:
 
     def _serve(self, conn: socket.socket) -> None:
         try:
-            _Handler(conn, self.render).handle()
+            _Handler(conn, self.registry).handle()
         finally:
             self._slots.release()
 
@@ -681,7 +695,7 @@ def start_metrics_server(
     # kept: an IPv6 link-local address needs its scope ("[fe80::1%em0]:9723").
     infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     family, _, _, _, sockaddr = infos[0]
-    server = MetricsServer(tuple(sockaddr), family, make_registry(get_status, extra).render)
+    server = MetricsServer(tuple(sockaddr), family, make_registry(get_status, extra))
     thread = threading.Thread(target=server.serve_forever, name="carpd-metrics", daemon=True)
     thread.start()
     return server, thread

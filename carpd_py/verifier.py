@@ -23,9 +23,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import trio
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
 
 from .config import Config
-from .exposition import Collector, GaugeFamily
 from .logsetup import Log
 from .model import HostView
 from .verify import FAILURE, NodeReport, verify
@@ -208,11 +209,11 @@ class VerifyCollector(Collector):
     def __init__(self, get: Callable[[], Verified | None]) -> None:
         self._get = get
 
-    def collect(self) -> Iterable[GaugeFamily]:
+    def collect(self) -> Iterable[GaugeMetricFamily]:
         last = self._get()
         if last is None:
             return []
-        check = GaugeFamily(
+        check = GaugeMetricFamily(
             "carpd_verify_check",
             "Result of each handbook check: 0 ok, 1 warning, 2 failure",
             labels=["check"],
@@ -221,25 +222,25 @@ class VerifyCollector(Collector):
             check.add_metric([c["check"]], RESULT_VALUE[c["result"]])
         out = [check]
         reports = [r for r in (last.local, last.peer) if r is not None]
-        states = GaugeFamily("carpd_pf_states", "pf states (pfctl -si)", labels=["node"])
+        states = GaugeMetricFamily("carpd_pf_states", "pf states (pfctl -si)", labels=["node"])
         for r in reports:
             if r.pf_states is not None:
                 states.add_metric([r.node], r.pf_states)
         out.append(states)
         if last.local.pf_digest is not None:
-            info = GaugeFamily("carpd_pf_rules_info",
+            info = GaugeMetricFamily("carpd_pf_rules_info",
                                      "The digest of this node's loaded pf rules (pfctl -sr)",
                                      labels=["digest"])  # fmt: skip
             info.add_metric([last.local.pf_digest], 1)
             out.append(info)
         if last.peer is not None and None not in (last.local.pf_digest, last.peer.pf_digest):
             match = last.local.pf_digest == last.peer.pf_digest
-            out.append(GaugeFamily("carpd_pf_rules_match",
+            out.append(GaugeMetricFamily("carpd_pf_rules_match",
                                          "1 when both nodes have loaded the same pf rules",
                                          value=float(match)))  # fmt: skip
-        up = GaugeFamily("carpd_relay_hosts_up", "relayd hosts up per relay",
+        up = GaugeMetricFamily("carpd_relay_hosts_up", "relayd hosts up per relay",
                                labels=["node", "relay"])  # fmt: skip
-        total = GaugeFamily("carpd_relay_hosts", "relayd hosts per relay",
+        total = GaugeMetricFamily("carpd_relay_hosts", "relayd hosts per relay",
                                   labels=["node", "relay"])  # fmt: skip
         for r in reports:
             for relay in r.relays:

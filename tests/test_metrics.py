@@ -23,7 +23,7 @@ from types import MappingProxyType
 from typing import TypeVar
 
 import pytest
-from prometheus_client import generate_latest
+from prometheus_client import REGISTRY, CollectorRegistry, generate_latest
 from prometheus_client.metrics_core import Metric
 from prometheus_client.openmetrics import exposition as openmetrics_exposition
 from prometheus_client.openmetrics import parser as openmetrics_parser
@@ -33,7 +33,6 @@ import carpd_py
 from carpd_py import metrics
 from carpd_py.config import Config, DemoteConfig, SyncConfig, UpstreamConfig
 from carpd_py.decide import Memory, VhidRecord, vhid_map
-from carpd_py.exposition import Registry
 from carpd_py.hysteresis import Check
 from carpd_py.metrics import (
     StatusCollector,
@@ -48,13 +47,12 @@ from carpd_py.pairing import PairStatus
 from carpd_py.supervisor import Status
 from carpd_py.telemetry import Telemetry
 
-from .promclient import AsClient, Frozen
 from .prometheus import api, poll, running_prometheus, tool
 
 T = TypeVar("T")
 
 # The OpenMetrics side of prometheus_client has no annotations.
-generate_openmetrics: Callable[[AsClient], bytes] = openmetrics_exposition.generate_latest
+generate_openmetrics: Callable[[CollectorRegistry], bytes] = openmetrics_exposition.generate_latest
 parse_openmetrics: Callable[[str], Iterator[Metric]] = (
     openmetrics_parser.text_string_to_metric_families
 )
@@ -172,8 +170,7 @@ def samples_of(text: str) -> Samples:
 
 
 def exposition(status: Status) -> str:
-    """What the endpoint serves for `status`."""
-    return make_registry(lambda: status).render().decode()
+    return generate_latest(make_registry(lambda: status)).decode()
 
 
 def get(samples: Samples, name: str, **labels: str) -> float:
@@ -353,34 +350,9 @@ def test_process_metrics_with_the_standard_names() -> None:
     assert get(s, "process_open_fds") >= 3
 
 
-@pytest.mark.parametrize(
-    "status",
-    [
-        pytest.param(demoted_status(), id="demoted"),
-        pytest.param(Status(config=Config(), started=SINCE), id="empty"),
-        pytest.param(
-            replace(
-                demoted_status(),
-                pair=PairStatus(
-                    state="up",
-                    seen=0.4,
-                    withheld=("sync",),
-                    split_brain=(10,),
-                    split=True,
-                    rejected=MappingProxyType({"auth": 3}),
-                ),
-            ),
-            id="pair",
-        ),
-    ],
-)
-def test_the_daemon_renders_what_prometheus_client_renders(status: Status) -> None:
-    """Byte for byte, every family (process_* included: one collection for both)."""
-    families = list(make_registry(lambda: status).collect())
-    frozen = Registry([Frozen(families)])
-    assert frozen.render() == generate_latest(AsClient(frozen))
-    assert b"carpd_demoted " in frozen.render()
-    assert b"process_cpu_seconds_total " in frozen.render()
+def test_own_registry_leaves_the_global_one_alone() -> None:
+    make_registry(demoted_status)
+    assert b"carpd_" not in generate_latest(REGISTRY)
 
 
 def test_families_are_built_once_per_status() -> None:
@@ -393,10 +365,8 @@ def test_families_are_built_once_per_status() -> None:
 
 
 def test_openmetrics_exposition_is_valid() -> None:
-    """The families are valid OpenMetrics too (the endpoint serves the text format 0.0.4 to
-    every scraper; a scraper that converts it, or a later endpoint that negotiates, must be
-    able to): prometheus_client's strict parser accepts them as its exposition writes them."""
-    text = generate_openmetrics(AsClient(make_registry(demoted_status))).decode()
+    """Prometheus asks for OpenMetrics first; its strict parser must accept what we serve."""
+    text = generate_openmetrics(make_registry(demoted_status)).decode()
     names = {f.name for f in parse_openmetrics(text)}
     assert {"carpd_demotions", "carpd_carp_state", "carpd_probe_duration_seconds"} <= names
 
@@ -438,7 +408,7 @@ def test_collect_256_carp_interfaces_is_fast() -> None:
     build = time.perf_counter() - start
     registry = make_registry(lambda: status)
     start = time.perf_counter()
-    text = registry.render()
+    text = generate_latest(registry)
     scrape = time.perf_counter() - start
     assert sum(len(f.samples) for f in families) > 256 * 6
     assert text.count(b"carpd_carp_state{") == 256 * 3
@@ -726,24 +696,43 @@ def split_answer(raw: bytes) -> tuple[str, dict[str, str], bytes]:
     return status, dict(f.split(": ", 1) for f in fields), body
 
 
-def test_a_get_is_answered_with_the_text_format() -> None:
+def test_a_get_is_answered_with_prometheus_clients_text_format() -> None:
+    registry = make_registry(demoted_status)
     status, fields, body = split_answer(
-        metrics.respond(b"GET /metrics HTTP/1.1\r\nHost: x\r\nAccept: */*", lambda: b"m 1.0\n")
+        metrics.respond(b"GET /metrics HTTP/1.1\r\nHost: x\r\nAccept: */*", registry)
     )
     assert status == "HTTP/1.0 200 OK"
     assert fields["Content-Type"] == "text/plain; version=0.0.4; charset=utf-8"
-    assert fields["Content-Length"] == "6"
+    assert fields["Content-Length"] == str(len(body))
     assert "Content-Encoding" not in fields
-    assert body == b"m 1.0\n"
+
+    def carpd(text: bytes) -> Samples:  # process_* move between two collections
+        return {k: v for k, v in samples_of(text.decode()).items() if k[0].startswith("carpd_")}
+
+    assert carpd(body) == carpd(generate_latest(registry))
+
+
+def test_openmetrics_when_the_scraper_asks_for_it() -> None:
+    """Prometheus's Accept header, as it sends it: OpenMetrics first, as the WSGI app did."""
+    accept = (
+        b"Accept: application/openmetrics-text;version=1.0.0;q=0.5,"
+        b"application/openmetrics-text;version=0.0.1;q=0.4,text/plain;version=0.0.4;q=0.3,"
+        b"*/*;q=0.2"
+    )
+    registry = make_registry(demoted_status)
+    _, fields, body = split_answer(metrics.respond(b"GET /metrics HTTP/1.1\r\n" + accept, registry))
+    assert fields["Content-Type"].startswith("application/openmetrics-text;")
+    assert body.endswith(b"# EOF\n")
+    names = {f.name for f in parse_openmetrics(body.decode())}
+    assert {"carpd_demotions", "carpd_carp_state"} <= names
 
 
 def test_gzip_when_the_scraper_accepts_it() -> None:
-    text = exposition(demoted_status()).encode()
-    head = b"GET /metrics HTTP/1.1\r\nAccept-Encoding: deflate, gzip;q=1.0"
-    _, fields, body = split_answer(metrics.respond(head, lambda: text))
+    head = b"GET /metrics HTTP/1.1\r\nAccept-Encoding: deflate, GZIP;q=1.0"
+    _, fields, body = split_answer(metrics.respond(head, make_registry(demoted_status)))
     assert fields["Content-Encoding"] == "gzip"
-    assert int(fields["Content-Length"]) == len(body) < len(text)
-    assert gzip.decompress(body) == text
+    assert int(fields["Content-Length"]) == len(body)
+    assert b"carpd_demoted 1.0\n" in gzip.decompress(body)
 
 
 @pytest.mark.parametrize(
@@ -762,10 +751,11 @@ def test_gzip_when_the_scraper_accepts_it() -> None:
     ],
 )
 def test_other_requests(head: bytes, status: str, allow: str | None, body: bytes) -> None:
-    def render() -> bytes:
-        raise AssertionError("rendered for a request that does not get the metrics")
+    class Untouchable(CollectorRegistry):
+        def collect(self) -> Iterator[Metric]:
+            raise AssertionError("collected for a request that does not get the metrics")
 
-    got_status, fields, got_body = split_answer(metrics.respond(head, render))
+    got_status, fields, got_body = split_answer(metrics.respond(head, Untouchable()))
     assert (got_status, fields.get("Allow"), got_body) == (status, allow, body)
 
 
