@@ -11,6 +11,7 @@ the same bytes, without importing logging.handlers (0.2 MB resident for one clas
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import socket
@@ -91,18 +92,20 @@ PRIORITIES = {"CRITICAL": 2, "ERROR": 3, "WARNING": 4, "NOTICE": 5, "INFO": 6, "
 
 class _SyslogHandler(logging.Handler):
     """syslog(3) over its Unix socket: `<PRI>ident line` and a NUL, as logging.handlers'
-    SysLogHandler sends it (a datagram socket, else a stream). Like it, it raises OSError
-    when the socket cannot be reached at start (setup() then logs to stderr and says so).
-    When a send fails (syslogd restarted) it reconnects and sends once more; a line that
-    still cannot go is dropped, as syslog(3) drops it: never a traceback on stderr (a
-    detached daemon's stderr is /dev/null)."""
+    SysLogHandler sends it (a datagram socket, else a stream). Like it (Python >= 3.11) and
+    openlog(3), it starts without syslogd and connects at the first line. When a send fails
+    (syslogd restarted) it reconnects and sends once more; a line that still cannot go is
+    dropped, as syslog(3) drops it: never a traceback on stderr (a detached daemon's stderr
+    is /dev/null)."""
 
     def __init__(self, address: str, facility: int, ident: str) -> None:
         super().__init__()
         self.address = address
         self.facility = facility
         self.ident = ident
-        self.socket: socket.socket | None = self._connect()
+        self.socket: socket.socket | None = None
+        with contextlib.suppress(OSError):  # as openlog(3): syslogd may come later
+            self.socket = self._connect()
 
     def _connect(self) -> socket.socket:
         for kind in (socket.SOCK_DGRAM, socket.SOCK_STREAM):
