@@ -25,6 +25,7 @@ demo: venv
 	${BIN}/python -m carpd_py.demo
 
 bench: venv
+	${BIN}/python -m compileall -q carpd_py  # as installed: no compiling at each start
 	${BIN}/python -m bench
 
 clean:

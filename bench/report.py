@@ -402,12 +402,22 @@ def verdicts(r: Results) -> list[Verdict]:
             ssl = layers.get("+ ssl (trio imports it)")
             trio = layers.get("+ trio")
             whole = layers.get("+ carpd_py.daemon (everything)")
+            base = layers.get("+ logging, json, tomllib")
+            slog = layers.get("+ structlog")
+            prom = layers.get("+ prometheus_client")
+            card = ""
+            if base is not None and slog is not None and prom is not None:
+                card = (
+                    f"; the product card's structlog (with the asyncio it imports) adds "
+                    f"{mib(slog - base)} and prometheus_client (with the HTTP servers its "
+                    f"__init__ imports) {mib(prom - slog)}: the card fixes both packages"
+                )
             why = (
                 f"the interpreter and its libraries, before a single poll: a bare Python "
                 f"{mib(bare)}; importing trio takes it to {mib(trio)} (ssl/OpenSSL alone, "
-                f"which trio imports, {mib(ssl)}); importing carpd_py.daemon, {mib(whole)}. "
-                f"The daemon's own data adds {mib(peak - whole) if whole else '-'} "
-                "(see 'What the memory is made of')"
+                f"which trio imports, {mib(ssl)}){card}; importing carpd_py.daemon, "
+                f"{mib(whole)}. The daemon's own data adds "
+                f"{mib(peak - whole) if whole else '-'} (see 'What the memory is made of')"
             )
         out.append(
             Verdict(

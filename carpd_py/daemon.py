@@ -10,7 +10,6 @@ has finished.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import gc
 import os
@@ -18,9 +17,12 @@ import signal
 import sys
 import threading
 from collections.abc import AsyncIterator, Callable, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import argparse
 
 import psutil
 import trio
@@ -71,6 +73,8 @@ def start_timeout(config: Config) -> float:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    import argparse  # noqa: PLC0415 - see parse_args
+
     p = argparse.ArgumentParser(
         prog="carpd-py",
         description="Demote an OpenBSD carp node on pfsync or upstream loss, restore it exactly.",
@@ -82,6 +86,40 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"configuration file (default {DEFAULT_PATH})")  # fmt: skip
     p.add_argument("-V", "--version", action="version", version=f"carpd-py {__version__}")
     return p
+
+
+@dataclass
+class Args:
+    d: bool = False  # foreground, log to stderr
+    n: bool = False  # check the configuration and exit
+    v: int = 0  # more detail
+    file: str = DEFAULT_PATH
+
+
+def parse_args(argv: Sequence[str] | None = None) -> Args:
+    """The arguments, as build_parser() parses them. The usual command lines (rc.d's
+    `-f FILE`, `-d`, `-n`, `-v`, clustered as `-dv`) are read here; anything else (-V, --help,
+    a mistake) goes to argparse, for its messages. argparse is imported only then: it and
+    gettext would stay resident (0.4 MB) for a parse done once."""
+    words = list(sys.argv[1:] if argv is None else argv)
+    out = Args()
+    i = 0
+    while i < len(words):
+        word = words[i]
+        if word == "-f" and i + 1 < len(words) and not words[i + 1].startswith("-"):
+            out.file = words[i + 1]
+            i += 2
+            continue
+        if len(word) < 2 or word[0] != "-" or not set(word[1:]) <= set("dnv"):
+            parsed = build_parser().parse_args(words)
+            return Args(d=parsed.d, n=parsed.n, v=parsed.v, file=parsed.file)
+        for flag in word[1:]:
+            if flag == "v":
+                out.v += 1
+            else:
+                setattr(out, flag, True)
+        i += 1
+    return out
 
 
 class Daemon:
@@ -292,7 +330,7 @@ class Daemon:
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse the arguments and the config; then, without -d, fork and let the parent wait
     for the child's start-up (detach.py); the child (or -d) runs the daemon in trio."""
-    args = build_parser().parse_args(argv)
+    args = parse_args(argv)
     try:
         config = load_config(args.file)
     except ConfigError as exc:

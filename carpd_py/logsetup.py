@@ -4,13 +4,17 @@ On syslog the line is `carpd_py[PID]: event key=value ...` with no timestamp (sy
 it). What an operator must see (demote, restore, role change, maintenance, adopted hand
 change, command failure) is logged at NOTICE or above, so that the default /etc/syslog.conf
 puts it in /var/log/messages. Records of other libraries go through the same formatter.
+
+syslog(3) is spoken by a handler of our own rather than logging.handlers' SysLogHandler:
+the same bytes, without importing logging.handlers (0.2 MB resident for one class).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
-import logging.handlers
 import os
+import socket
 import sys
 from collections.abc import MutableMapping
 from typing import Any, TextIO
@@ -74,21 +78,71 @@ def render(_: Any, __: str, event_dict: MutableMapping[str, Any]) -> str:
     parts = [event, *(f"{k}={_quote(v)}" for k, v in event_dict.items())]
     line = " ".join(p for p in parts if p)
     if exc:
-        line += f" exc={_quote(repr(sys.exc_info()[1]))}"
+        error = exc[1] if isinstance(exc, tuple) else sys.exc_info()[1]
+        line += f" exc={_quote(repr(error))}"
     return line
 
 
-class _SyslogHandler(logging.handlers.SysLogHandler):
-    """SysLogHandler that knows NOTICE and reconnects when syslogd comes back."""
+# syslog(3)'s facility and priority codes (sys/syslog.h).
+FACILITIES = {"kern": 0, "user": 1, "mail": 2, "daemon": 3, "auth": 4, "syslog": 5, "lpr": 6,
+              "news": 7, "uucp": 8, "cron": 9, "authpriv": 10, "ftp": 11,
+              **{f"local{n}": 16 + n for n in range(8)}}  # fmt: skip
+PRIORITIES = {"CRITICAL": 2, "ERROR": 3, "WARNING": 4, "NOTICE": 5, "INFO": 6, "DEBUG": 7}
 
-    def mapPriority(self, levelName: str) -> str:
-        return {"NOTICE": "notice", "CRITICAL": "crit"}.get(
-            levelName, super().mapPriority(levelName)
-        )
 
-    def handleError(self, record: logging.LogRecord) -> None:
-        """syslogd is away (it reconnects on the next line): drop the line as syslog(3)
-        does, never print a traceback on stderr (a detached daemon's stderr is /dev/null)."""
+class _SyslogHandler(logging.Handler):
+    """syslog(3) over its Unix socket: `<PRI>ident line` and a NUL, as logging.handlers'
+    SysLogHandler sends it (a datagram socket, else a stream). Like it (Python >= 3.11) and
+    openlog(3), it starts without syslogd and connects at the first line. When a send fails
+    (syslogd restarted) it reconnects and sends once more; a line that still cannot go is
+    dropped, as syslog(3) drops it: never a traceback on stderr (a detached daemon's stderr
+    is /dev/null)."""
+
+    def __init__(self, address: str, facility: int, ident: str) -> None:
+        super().__init__()
+        self.address = address
+        self.facility = facility
+        self.ident = ident
+        self.socket: socket.socket | None = None
+        with contextlib.suppress(OSError):  # as openlog(3): syslogd may come later
+            self.socket = self._connect()
+
+    def _connect(self) -> socket.socket:
+        for kind in (socket.SOCK_DGRAM, socket.SOCK_STREAM):
+            sock = socket.socket(socket.AF_UNIX, kind)
+            try:
+                sock.connect(self.address)
+            except OSError:
+                sock.close()
+                if kind == socket.SOCK_STREAM:
+                    raise
+            else:
+                return sock
+        raise AssertionError("unreachable")
+
+    def _send(self, data: bytes) -> None:
+        if self.socket is None:
+            self.socket = self._connect()
+        self.socket.send(data)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            priority = (self.facility << 3) | PRIORITIES.get(record.levelname, 4)
+            data = f"<{priority}>{self.ident}{self.format(record)}\0".encode()
+            try:
+                self._send(data)
+            except OSError:  # syslogd restarted, or not there yet: connect again, once
+                if self.socket is not None:
+                    self.socket.close()
+                    self.socket = None
+                self._send(data)
+        except Exception:  # noqa: S110 - syslogd is away: the line is dropped, as syslog(3) does
+            pass
+
+    def close(self) -> None:
+        if self.socket is not None:
+            self.socket.close()
+        super().close()
 
 
 class Log:
@@ -167,9 +221,8 @@ def setup(
     handler: logging.Handler
     if not foreground:
         try:
-            fac = _SyslogHandler.facility_names[facility]
-            handler = _SyslogHandler(address=syslog_socket, facility=fac)
-            handler.ident = f"{IDENT}[{os.getpid()}]: "
+            ident = f"{IDENT}[{os.getpid()}]: "
+            handler = _SyslogHandler(syslog_socket, FACILITIES[facility], ident)
             handler.setFormatter(_plain_formatter())
             root.addHandler(handler)
             return None

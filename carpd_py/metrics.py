@@ -73,22 +73,22 @@ as the decision does.
 
 from __future__ import annotations
 
-import io
+import contextlib
 import ipaddress
 import os
 import re
 import resource
+import select
 import socket
-import socketserver
 import threading
 import time
+import zlib
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
-from wsgiref.simple_server import WSGIRequestHandler
 
 import psutil
-from prometheus_client import CollectorRegistry, make_wsgi_app
-from prometheus_client.exposition import ThreadingWSGIServer
+from prometheus_client import CollectorRegistry
+from prometheus_client.exposition import choose_encoder
 from prometheus_client.metrics_core import (
     CounterMetricFamily,
     GaugeMetricFamily,
@@ -497,37 +497,60 @@ def parse_listen(listen: str) -> tuple[str, int]:
     return host, port
 
 
-class _DeadlineReader(io.RawIOBase):
-    """The connection's input, every read bounded by what is left of the request's deadline
-    (a socket timeout alone restarts with each line a slow client sends)."""
+# The endpoint speaks just enough HTTP/1.0 for a scraper, as prometheus_client's WSGI app
+# answers: one request a connection, any path the metrics (all of them: its `?name[]=`
+# filter found no names in our registry, which does not describe its collectors), in the
+# format the Accept header asks for (prometheus_client's choose_encoder: its text format, or
+# OpenMetrics), gzipped if accepted; /favicon.ico an empty page, OPTIONS the allowed methods,
+# any other method 405. The body is prometheus_client's rendering; the HTTP around it is
+# these few lines (bounded threads, one deadline a request, a 500 when a collector raises)
+# rather than wsgiref's server subclassed to get those bounds.
 
-    def __init__(self, sock: socket.socket, end: float) -> None:
-        self._sock = sock
-        self._end = end
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: Any) -> int:
-        self._sock.settimeout(_left(self._end))
-        return self._sock.recv_into(buffer)
+HEAD_LIMIT = 16384  # bytes of request line and headers; a longer head is answered 400
+LISTEN_BACKLOG = 64  # room for a burst beyond the slots
+ALLOW = "OPTIONS,GET"
+REASONS = {200: "OK", 400: "Bad Request", 405: "Method Not Allowed", 500: "Internal Server Error"}
 
 
-class _DeadlineWriter(io.BufferedIOBase):
-    """The connection's output (unbuffered, like socketserver's), under the same deadline."""
+def _gzip_accepted(accept_encoding: str) -> bool:
+    return "gzip" in (e.split(";")[0].strip().lower() for e in accept_encoding.split(","))
 
-    def __init__(self, sock: socket.socket, end: float) -> None:
-        self._sock = sock
-        self._end = end
 
-    def writable(self) -> bool:
-        return True
+def respond(head: bytes, registry: CollectorRegistry) -> bytes:
+    """The whole answer to a request `head` (request line and headers): status line, headers,
+    body. Pure but for the registry, which is collected only for a GET of the metrics."""
+    lines = head.decode("latin-1").splitlines()
+    words = lines[0].split() if lines else []
+    if len(words) not in (2, 3):
+        return _answer(400, [], b"")
+    method, target = words[0], words[1]
+    headers: dict[str, str] = {}
+    for line in lines[1:]:
+        name, colon, value = line.partition(":")
+        if colon:
+            headers[name.strip().lower()] = value.strip()
+    if method == "OPTIONS":
+        return _answer(200, [("Allow", ALLOW)], b"")
+    if method != "GET":
+        body = f"# HTTP 405 Method Not Allowed: {method}; use OPTIONS or GET\n".encode()
+        return _answer(405, [("Allow", ALLOW)], body)
+    if target.split("?", 1)[0] == "/favicon.ico":
+        return _answer(200, [], b"")
+    encoder, content_type = choose_encoder(headers.get("accept", ""))
+    body = encoder(registry)
+    fields = [("Content-Type", content_type)]
+    if _gzip_accepted(headers.get("accept-encoding", "")):
+        packer = zlib.compressobj(9, zlib.DEFLATED, 31)  # 31: the gzip wrapper
+        body = packer.compress(body) + packer.flush()
+        fields.append(("Content-Encoding", "gzip"))
+    return _answer(200, fields, body)
 
-    def write(self, data: Any) -> int:
-        self._sock.settimeout(_left(self._end))
-        self._sock.sendall(data)  # the timeout bounds the whole sendall (Python >= 3.5)
-        with memoryview(data) as view:
-            return view.nbytes
+
+def _answer(code: int, fields: list[tuple[str, str]], body: bytes) -> bytes:
+    lines = [f"HTTP/1.0 {code} {REASONS[code]}"]
+    lines += [f"{name}: {value}" for name, value in fields]
+    lines += [f"Content-Length: {len(body)}", "Connection: close", "", ""]
+    return "\r\n".join(lines).encode("latin-1") + body
 
 
 def _left(end: float) -> float:
@@ -537,63 +560,127 @@ def _left(end: float) -> float:
     return left
 
 
-class _Handler(WSGIRequestHandler):
-    deadline = REQUEST_DEADLINE  # for the whole request
+class _Handler:
+    """One connection: read the request head, answer, close; all of it within `deadline`
+    (a socket timeout alone restarts with each line a slow client sends)."""
 
-    def setup(self) -> None:
-        self.connection = self.request
+    deadline = REQUEST_DEADLINE  # for the whole request, accept to the last byte sent
+
+    def __init__(self, conn: socket.socket, registry: CollectorRegistry) -> None:
+        self.conn = conn
+        self.registry = registry
+
+    def handle(self) -> None:
         end = time.monotonic() + self.deadline
-        self.rfile = io.BufferedReader(_DeadlineReader(self.connection, end))
-        self.wfile = _DeadlineWriter(self.connection, end)
+        try:
+            head = self._read_head(end)
+            if head is not None:
+                try:
+                    answer = respond(head, self.registry)
+                except Exception:  # a collector's bug: an error page, never a traceback
+                    answer = _answer(500, [], b"")
+                self.conn.settimeout(_left(end))
+                self.conn.sendall(answer)  # bounded by the timeout
+        except OSError:  # a scraper that stalled (TimeoutError) or hung up: nothing to say
+            pass
+        finally:
+            self.conn.close()
 
-    def log_message(self, format: str, *args: Any) -> None:
-        """Log nothing: a scrape every few seconds is not news."""
+    def _read_head(self, end: float) -> bytes | None:
+        data = b""
+        while True:
+            for mark in (b"\r\n\r\n", b"\n\n"):
+                at = data.find(mark)
+                if 0 <= at <= HEAD_LIMIT:
+                    return data[:at]
+            if len(data) > HEAD_LIMIT:
+                return b""  # answered 400
+            self.conn.settimeout(_left(end))
+            chunk = self.conn.recv(4096)
+            if not chunk:
+                return None  # closed before the end of the request: no answer
+            data += chunk
 
 
-class MetricsServer(ThreadingWSGIServer):
-    """prometheus_client's ThreadingWSGIServer, bounded: at most MAX_CONCURRENT_REQUESTS at
-    once (more are closed at once), REQUEST_DEADLINE for a whole request, no reverse DNS at
-    bind time, no SO_REUSEPORT (a second daemon must not share the port silently)."""
+class MetricsServer:
+    """The endpoint: one thread accepts, each request is served by a thread of its own, at
+    most MAX_CONCURRENT_REQUESTS at once (more are closed at once), REQUEST_DEADLINE for a
+    whole request. No reverse DNS at bind time, no SO_REUSEPORT (a second daemon must not
+    share the port silently). The accepting thread sleeps until a connection or stop()."""
 
-    allow_reuse_port = False
-    request_queue_size = 64  # the listen backlog: room for a burst beyond the slots
-
-    def __init__(self, address: tuple[Any, ...], family: socket.AddressFamily) -> None:
+    def __init__(
+        self,
+        address: tuple[Any, ...],
+        family: socket.AddressFamily,
+        registry: CollectorRegistry,
+    ) -> None:
         self.address_family = family
+        self.registry = registry
+        self.socket = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            self.socket.bind(address)
+            self.socket.listen(LISTEN_BACKLOG)
+            self.socket.setblocking(False)
+        except OSError:
+            self.socket.close()
+            raise
+        self.server_address: tuple[Any, ...] = self.socket.getsockname()
         self._slots = threading.BoundedSemaphore(MAX_CONCURRENT_REQUESTS)
-        super().__init__(address, _Handler)
+        self._wake, self._waker = socket.socketpair()
+        self._stopping = False
 
     @property
     def port(self) -> int:
         """The port bound, the real one when asked for port 0."""
-        return int(self.socket.getsockname()[1])
+        return int(self.server_address[1])
 
-    def server_bind(self) -> None:
-        # HTTPServer.server_bind would call socket.getfqdn(): a DNS lookup, with no deadline.
-        socketserver.TCPServer.server_bind(self)
-        host, port = self.socket.getsockname()[:2]
-        self.server_name = str(host)
-        self.server_port = int(port)
-        self.setup_environ()
+    def serve_forever(self) -> None:
+        """Accept until stop()."""
+        listening, wake = self.socket, self._wake
+        while True:
+            ready, _, _ = select.select([listening, wake], [], [])
+            if self._stopping:
+                return
+            if listening not in ready:
+                continue
+            try:
+                conn, _ = listening.accept()
+            except BlockingIOError:  # the client left between select and accept
+                continue
+            except OSError:  # out of descriptors or memory: let the scraper retry later
+                time.sleep(0.1)
+                continue
+            self._dispatch(conn)
 
-    def process_request(self, request: Any, client_address: Any) -> None:
+    def _dispatch(self, conn: socket.socket) -> None:
         if not self._slots.acquire(blocking=False):
-            self.shutdown_request(request)  # too many at once: the scraper will retry
+            conn.close()  # too many at once: the scraper will retry
             return
         try:
-            super().process_request(request, client_address)
-        except BaseException:
+            thread = threading.Thread(target=self._serve, args=(conn,), daemon=True)
+            thread.start()
+        except RuntimeError:  # no thread to be had: as if over the limit
             self._slots.release()
-            raise
+            conn.close()
 
-    def process_request_thread(self, request: Any, client_address: Any) -> None:
+    def _serve(self, conn: socket.socket) -> None:
         try:
-            super().process_request_thread(request, client_address)
+            _Handler(conn, self.registry).handle()
         finally:
             self._slots.release()
 
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        """A scraper that stalled or hung up: nothing to report, nothing to print."""
+    def stop(self) -> None:
+        """Make serve_forever return (from any thread)."""
+        self._stopping = True
+        with contextlib.suppress(OSError):  # closed: serve_forever is on its way out anyway
+            self._waker.send(b"x")
+
+    def close(self) -> None:
+        """Close the listening socket (after serve_forever has returned)."""
+        self.socket.close()
+        self._wake.close()
+        self._waker.close()
 
 
 def start_metrics_server(
@@ -608,38 +695,16 @@ def start_metrics_server(
     # kept: an IPv6 link-local address needs its scope ("[fe80::1%em0]:9723").
     infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     family, _, _, _, sockaddr = infos[0]
-    server = MetricsServer(tuple(sockaddr), family)
-    app = make_wsgi_app(make_registry(get_status, extra))
-    server.set_app(app)
-    # The thread sleeps in select() until a scrape comes (not every 0.5 s, socketserver's
-    # default: 0.5 s of CPU an hour at idle); stop_metrics_server wakes it with a connection.
-    thread = threading.Thread(
-        target=server.serve_forever, args=(IDLE_POLL,), name="carpd-metrics", daemon=True
-    )
+    server = MetricsServer(tuple(sockaddr), family, make_registry(get_status, extra))
+    thread = threading.Thread(target=server.serve_forever, name="carpd-metrics", daemon=True)
     thread.start()
     return server, thread
-
-
-IDLE_POLL = 3600.0  # seconds serve_forever waits in select() between shutdown checks
-
-
-def _wake(server: MetricsServer) -> None:
-    """Connect once, so that serve_forever's select() returns and sees the shutdown."""
-    try:
-        with socket.socket(server.address_family, socket.SOCK_STREAM) as s:
-            s.settimeout(1.0)
-            s.connect(server.server_address)
-    except OSError:
-        pass  # not listening any more: serve_forever is on its way out anyway
 
 
 def stop_metrics_server(
     server: MetricsServer, thread: threading.Thread, timeout: float = 5.0
 ) -> None:
-    """Stop accepting, close the socket, wait (at most `timeout`) for the thread."""
-    waker = threading.Timer(0.01, _wake, args=(server,))
-    waker.start()  # shutdown() blocks until serve_forever notices: wake it
-    server.shutdown()
-    waker.cancel()
-    server.server_close()
+    """Stop accepting, wait (at most `timeout`) for the thread, close the socket."""
+    server.stop()
     thread.join(timeout)
+    server.close()

@@ -7,6 +7,7 @@ skips the tests that need it; in CI (CI=true) it fails them.
 
 from __future__ import annotations
 
+import gzip
 import socket
 import subprocess
 import threading
@@ -683,4 +684,103 @@ def test_slow_clients_are_cut_at_the_request_deadline_and_never_lock_prometheus_
                 t.join(5)
             for s in slow:
                 s.close()
+    assert capfd.readouterr().err == ""
+
+
+# --- the HTTP answers (what prometheus_client's WSGI app answered) -------------------------
+
+
+def split_answer(raw: bytes) -> tuple[str, dict[str, str], bytes]:
+    head, _, body = raw.partition(b"\r\n\r\n")
+    status, *fields = head.decode("latin-1").split("\r\n")
+    return status, dict(f.split(": ", 1) for f in fields), body
+
+
+def test_a_get_is_answered_with_prometheus_clients_text_format() -> None:
+    registry = make_registry(demoted_status)
+    status, fields, body = split_answer(
+        metrics.respond(b"GET /metrics HTTP/1.1\r\nHost: x\r\nAccept: */*", registry)
+    )
+    assert status == "HTTP/1.0 200 OK"
+    assert fields["Content-Type"] == "text/plain; version=0.0.4; charset=utf-8"
+    assert fields["Content-Length"] == str(len(body))
+    assert "Content-Encoding" not in fields
+
+    def carpd(text: bytes) -> Samples:  # process_* move between two collections
+        return {k: v for k, v in samples_of(text.decode()).items() if k[0].startswith("carpd_")}
+
+    assert carpd(body) == carpd(generate_latest(registry))
+
+
+def test_openmetrics_when_the_scraper_asks_for_it() -> None:
+    """Prometheus's Accept header, as it sends it: OpenMetrics first, as the WSGI app did."""
+    accept = (
+        b"Accept: application/openmetrics-text;version=1.0.0;q=0.5,"
+        b"application/openmetrics-text;version=0.0.1;q=0.4,text/plain;version=0.0.4;q=0.3,"
+        b"*/*;q=0.2"
+    )
+    registry = make_registry(demoted_status)
+    _, fields, body = split_answer(metrics.respond(b"GET /metrics HTTP/1.1\r\n" + accept, registry))
+    assert fields["Content-Type"].startswith("application/openmetrics-text;")
+    assert body.endswith(b"# EOF\n")
+    names = {f.name for f in parse_openmetrics(body.decode())}
+    assert {"carpd_demotions", "carpd_carp_state"} <= names
+
+
+def test_gzip_when_the_scraper_accepts_it() -> None:
+    head = b"GET /metrics HTTP/1.1\r\nAccept-Encoding: deflate, GZIP;q=1.0"
+    _, fields, body = split_answer(metrics.respond(head, make_registry(demoted_status)))
+    assert fields["Content-Encoding"] == "gzip"
+    assert int(fields["Content-Length"]) == len(body)
+    assert b"carpd_demoted 1.0\n" in gzip.decompress(body)
+
+
+@pytest.mark.parametrize(
+    ("head", "status", "allow", "body"),
+    [
+        (b"OPTIONS /metrics HTTP/1.1", "HTTP/1.0 200 OK", "OPTIONS,GET", b""),
+        (
+            b"POST /metrics HTTP/1.1\r\nContent-Length: 0",
+            "HTTP/1.0 405 Method Not Allowed",
+            "OPTIONS,GET",
+            b"# HTTP 405 Method Not Allowed: POST; use OPTIONS or GET\n",
+        ),
+        (b"GET /favicon.ico HTTP/1.1", "HTTP/1.0 200 OK", None, b""),
+        (b"nonsense", "HTTP/1.0 400 Bad Request", None, b""),
+        (b"", "HTTP/1.0 400 Bad Request", None, b""),
+    ],
+)
+def test_other_requests(head: bytes, status: str, allow: str | None, body: bytes) -> None:
+    class Untouchable(CollectorRegistry):
+        def collect(self) -> Iterator[Metric]:
+            raise AssertionError("collected for a request that does not get the metrics")
+
+    got_status, fields, got_body = split_answer(metrics.respond(head, Untouchable()))
+    assert (got_status, fields.get("Allow"), got_body) == (status, allow, body)
+
+
+def test_a_head_too_long_is_refused() -> None:
+    with serving("127.0.0.1:0", demoted_status) as server:
+        with socket.create_connection(("127.0.0.1", server.port), timeout=5) as s:
+            s.sendall(b"GET /metrics HTTP/1.1\r\n" + b"X-Big: " + b"y" * 20000 + b"\r\n\r\n")
+            answer = b""
+            try:
+                while chunk := s.recv(4096):
+                    answer += chunk
+            except ConnectionResetError:  # closed with some of the head unread: a reset
+                pass
+        assert answer == b"" or answer.startswith(b"HTTP/1.0 400 Bad Request\r\n")
+
+
+def test_a_failing_collector_gets_an_error_page_and_no_traceback(
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    def broken() -> Status:
+        raise RuntimeError("a bug")
+
+    with serving("127.0.0.1:0", broken) as server:
+        with pytest.raises(urllib.error.HTTPError) as caught:
+            fetch(f"http://127.0.0.1:{server.port}/metrics")
+        assert caught.value.code == 500
+        caught.value.close()
     assert capfd.readouterr().err == ""
