@@ -120,3 +120,25 @@ class HostView:
     def carp(self) -> tuple[Interface, ...]:
         """The carp interfaces that have at least one vhid, in ifconfig order."""
         return tuple(i for i in self.interfaces if i.is_carp and i.carp is not None)
+
+
+# IFFBITS of sbin/ifconfig/ifconfig.c: the low 16 if_flags bits (ifm_flags), in bit order;
+# rtview.py reads a routing message's flags with it, the simulator prints them with it.
+IFF_NAMES = (
+    (0x1, "UP"),
+    (0x2, "BROADCAST"),
+    (0x4, "DEBUG"),
+    (0x8, "LOOPBACK"),
+    (0x10, "POINTOPOINT"),
+    (0x20, "STATICARP"),
+    (0x40, "RUNNING"),
+    (0x80, "NOARP"),
+    (0x100, "PROMISC"),
+    (0x200, "ALLMULTI"),
+    (0x400, "OACTIVE"),
+    (0x800, "SIMPLEX"),
+    (0x1000, "LINK0"),
+    (0x2000, "LINK1"),
+    (0x4000, "LINK2"),
+    (0x8000, "MULTICAST"),
+)

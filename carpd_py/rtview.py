@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from .model import CarpInfo, HostView, Interface
+from .model import IFF_NAMES, CarpInfo, HostView, Interface
 from .rtmsg import (
     LINK_STATE_DOWN,
     LINK_STATE_FULL_DUPLEX,
@@ -29,25 +29,6 @@ from .rtmsg import (
     IfInfo,
 )
 
-# IFFBITS of sbin/ifconfig/ifconfig.c: the if_flags bits (ifm_flags), in bit order.
-IFF_NAMES = (
-    (0x1, "UP"),
-    (0x2, "BROADCAST"),
-    (0x4, "DEBUG"),
-    (0x8, "LOOPBACK"),
-    (0x10, "POINTOPOINT"),
-    (0x20, "STATICARP"),
-    (0x40, "RUNNING"),
-    (0x80, "NOARP"),
-    (0x100, "PROMISC"),
-    (0x200, "ALLMULTI"),
-    (0x400, "OACTIVE"),
-    (0x800, "SIMPLEX"),
-    (0x1000, "LINK0"),
-    (0x2000, "LINK1"),
-    (0x4000, "LINK2"),
-    (0x8000, "MULTICAST"),
-)
 _LOW = 0xFFFF
 _LOW_NAMES = frozenset(name for _, name in IFF_NAMES)
 _UP_STATES = (LINK_STATE_UP, LINK_STATE_HALF_DUPLEX, LINK_STATE_FULL_DUPLEX)

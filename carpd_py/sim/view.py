@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from ..model import CarpInfo, CarpNode, HostView, Interface, PfsyncInfo
+from ..model import IFF_NAMES, CarpInfo, CarpNode, HostView, Interface, PfsyncInfo
 from .state import CARP, CARP_BAL_MODES, ENC, ETHER, LOOP, MASTER, PFSYNC, Address, Iface, Node
 
 IFF_UP = 0x1
@@ -19,32 +19,13 @@ IFF_PROMISC = 0x100
 IFF_SIMPLEX = 0x800
 IFF_MULTICAST = 0x8000
 
-# IFFBITS of ifconfig.c, low 16 bits, in bit order
-_FLAG_NAMES = (
-    (0x1, "UP"),
-    (0x2, "BROADCAST"),
-    (0x4, "DEBUG"),
-    (0x8, "LOOPBACK"),
-    (0x10, "POINTOPOINT"),
-    (0x20, "STATICARP"),
-    (0x40, "RUNNING"),
-    (0x80, "NOARP"),
-    (0x100, "PROMISC"),
-    (0x200, "ALLMULTI"),
-    (0x400, "OACTIVE"),
-    (0x800, "SIMPLEX"),
-    (0x1000, "LINK0"),
-    (0x2000, "LINK1"),
-    (0x4000, "LINK2"),
-    (0x8000, "MULTICAST"),
-)
 
 MEDIA_ACTIVE = "Ethernet autoselect (1000baseT full-duplex)"
 MEDIA_NONE = "Ethernet autoselect (none)"
 
 
 def flag_names(flags: int) -> tuple[str, ...]:
-    return tuple(name for bit, name in _FLAG_NAMES if flags & bit)
+    return tuple(name for bit, name in IFF_NAMES if flags & bit)
 
 
 def carp_running(node: Node, iface: Iface) -> bool:
